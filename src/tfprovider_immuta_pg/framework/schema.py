@@ -1,0 +1,197 @@
+"""Schemas declared as data: attributes, nested blocks, validators, plan modifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .diagnostics import Diagnostics, Path
+from .types import CtyType, List, Object, Set
+from .values import UNKNOWN
+
+SINGLE = "single"
+LIST = "list"
+SET = "set"
+
+
+class Validator(Protocol):
+    """Checks one known, non-null value; reports at `path`."""
+
+    description: str
+
+    def __call__(self, value: Any, path: Path, diags: Diagnostics) -> None: ...
+
+
+@dataclass
+class PlanStep:
+    """What a plan modifier sees for one attribute and may change."""
+
+    path: Path
+    prior: Any  # value in prior state (None on create)
+    config: Any  # value in configuration
+    planned: Any  # value planned so far; modifiers may replace it
+    creating: bool
+    replacing: bool = False
+    requires_replace: bool = False
+
+
+class PlanModifier(Protocol):
+    description: str
+    needs_replace_decision: bool  # run after every RequiresReplace has spoken
+
+    def __call__(self, step: PlanStep) -> None: ...
+
+
+@dataclass
+class Attribute:
+    type: CtyType
+    description: str = ""
+    required: bool = False
+    optional: bool = False
+    computed: bool = False
+    sensitive: bool = False
+    write_only: bool = False
+    default: Any = None
+    validators: Sequence[Validator] = ()
+    plan_modifiers: Sequence[PlanModifier] = ()
+    env: Sequence[str] = ()  # environment fallbacks, documented; read by the provider
+
+    def __post_init__(self) -> None:
+        if self.default is not None:
+            self.optional = self.computed = True
+        if not (self.required or self.optional or self.computed):
+            raise ValueError("an attribute must be required, optional or computed")
+
+
+@dataclass
+class Block:
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    blocks: dict[str, NestedBlock] = field(default_factory=dict)
+    description: str = ""
+
+    def value_type(self) -> Object:
+        types: dict[str, CtyType] = {n: a.type for n, a in self.attributes.items()}
+        for name, nested in self.blocks.items():
+            inner = nested.block.value_type()
+            types[name] = {SINGLE: inner, LIST: List(inner), SET: Set(inner)}[nested.nesting]
+        return Object(types)
+
+    def walk(self, value: Any, path: Path = ()) -> Iterator[tuple[Path, Attribute, Any, dict]]:
+        """Each attribute of a known object value: (path, attribute, value, parent)."""
+        if value is None or value is UNKNOWN:
+            return
+        for name, attr in self.attributes.items():
+            yield path + (name,), attr, value.get(name), value
+        for name, nested in self.blocks.items():
+            inner = value.get(name)
+            if inner is None or inner is UNKNOWN:
+                continue
+            if nested.nesting == SINGLE:
+                yield from nested.block.walk(inner, path + (name,))
+            else:
+                for index, element in enumerate(inner):
+                    yield from nested.block.walk(element, path + (name, index))
+
+
+@dataclass
+class NestedBlock:
+    block: Block
+    nesting: str = SINGLE
+    min_items: int = 0
+    max_items: int = 0
+
+
+@dataclass
+class Schema:
+    block: Block
+    version: int = 0
+
+    @property
+    def value_type(self) -> Object:
+        return self.block.value_type()
+
+
+# ------------------------------------------------------------------ validators
+
+
+@dataclass
+class OneOf:
+    choices: Sequence[str]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.description = "one of " + ", ".join(f'"{c}"' for c in self.choices)
+
+    def __call__(self, value: Any, path: Path, diags: Diagnostics) -> None:
+        if value not in self.choices:
+            diags.error(
+                "Invalid value",
+                f"{_quote(value)} is not allowed here; expected {self.description}.",
+                path,
+            )
+
+
+@dataclass
+class IntBetween:
+    low: int
+    high: int
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.description = f"a whole number from {self.low} to {self.high}"
+
+    def __call__(self, value: Any, path: Path, diags: Diagnostics) -> None:
+        if not isinstance(value, int) or not self.low <= value <= self.high:
+            diags.error(
+                "Invalid value", f"{value} is out of range: expected {self.description}.", path
+            )
+
+
+@dataclass
+class Check:
+    """A validator from a function returning an error message, or None when fine."""
+
+    check: Callable[[Any], str | None]
+    description: str
+    summary: str = "Invalid value"
+
+    def __call__(self, value: Any, path: Path, diags: Diagnostics) -> None:
+        problem = self.check(value)
+        if problem:
+            diags.error(self.summary, problem, path)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+quote = _quote
+
+
+# ------------------------------------------------------------- plan modifiers
+
+
+class RequiresReplace:
+    description = "Changing this value forces Terraform to replace the resource."
+    needs_replace_decision = False
+
+    def __call__(self, step: PlanStep) -> None:
+        if step.creating or step.planned is UNKNOWN and step.prior is None:
+            return
+        if step.planned is UNKNOWN or step.planned != step.prior:
+            step.requires_replace = True
+
+
+class UseStateForUnknown:
+    description = "The value does not change unless the resource is replaced."
+    needs_replace_decision = True
+
+    def __call__(self, step: PlanStep) -> None:
+        if step.creating or step.replacing or step.prior is None:
+            return
+        if step.planned is UNKNOWN and step.config is None:
+            step.planned = step.prior

