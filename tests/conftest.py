@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import Database, MotoServer, PostgresServer
+from harness import Database, MotoServer, PostgresServer, Terraform
 
 SUPPORTED_PG_VERSIONS = (16, 17)
 
@@ -58,3 +58,9 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def terraform(tmp_path) -> Terraform:
+    """A Terraform working directory using the provider from dist/ (run ./build.sh first)."""
+    return Terraform(tmp_path / "tf")

@@ -1,7 +1,15 @@
-"""Test harness: real PostgreSQL servers and a moto (AWS mock) server."""
+"""Test harness: real PostgreSQL servers, a moto (AWS mock) server, the terraform CLI."""
 
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
+from .terraform import (
+    Result,
+    Terraform,
+    TerraformError,
+    hcl_string,
+    provider_block,
+    terraform_env,
+)
 
 __all__ = [
     "AWS_ENV",
@@ -10,4 +18,10 @@ __all__ = [
     "PostgresServer",
     "PostgresServerError",
     "pg_bin_dir",
+    "Result",
+    "Terraform",
+    "TerraformError",
+    "hcl_string",
+    "provider_block",
+    "terraform_env",
 ]

@@ -19,9 +19,11 @@ from ..framework.schema import (
 from ..framework.types import NUMBER, STRING, List
 from ..framework.values import UNKNOWN
 from . import rules
+from .ids import ConnectionId
 
 if TYPE_CHECKING:
     from .provider import ImmutaProvider
+    from .registrar import Registrar
 
 ON_MISSING_PRIVILEGES = ("error", "skip")
 _KEEP = [UseStateForUnknown()]
@@ -152,9 +154,55 @@ class ConnectionResource(Resource):
 
     def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
         check_deployment_auth(planned.get("deployment_type"), self.provider, ctx.diags)
+        if prior is None:
+            planned["id"] = planned_id(planned)
+            return
+        if any(prior.get(a) != planned.get(a) for a in REVERIFIED_ON_UPDATE):
+            # The update re-checks and re-crawls the server: its findings are not known yet.
+            for name in RECRAWLED:
+                planned[name] = UNKNOWN
+        if prior.get("hostname") != planned.get("hostname") or prior.get("port") != planned.get(
+            "port"
+        ):
+            planned["id"] = UNKNOWN
 
-    def validate(self, config: dict, diags: Diagnostics) -> None:
-        pass
+    def _registrar(self, ctx: Context) -> Registrar:
+        from .registrar import Registrar  # psycopg stays off the plugin's startup path
+
+        return Registrar(self.provider, ctx)
+
+    def create(self, planned: dict, ctx: Context) -> dict:
+        return self._registrar(ctx).register(planned)
+
+    def read(self, state: dict, ctx: Context) -> dict | None:
+        return self._registrar(ctx).refresh(state)
+
+    def update(self, prior: dict, planned: dict, ctx: Context) -> dict:
+        return self._registrar(ctx).reregister(prior, planned)
+
+    def delete(self, state: dict, ctx: Context) -> None:
+        self._registrar(ctx).unregister(state)
+
+    def import_state(self, import_id: str, ctx: Context) -> dict:
+        return self._registrar(ctx).import_connection(import_id)
+
+
+REVERIFIED_ON_UPDATE = ("hostname", "port", "deployment_type", "on_missing_privileges")
+RECRAWLED = (
+    "server_version",
+    "auth_method",
+    "username",
+    "databases",
+    "data_object_count",
+    "skipped_object_count",
+)
+
+
+def planned_id(planned: dict) -> object:
+    parts = [planned.get(a) for a in ("hostname", "port", "database", "display_name")]
+    if any(p is UNKNOWN or p is None for p in parts):
+        return UNKNOWN
+    return str(ConnectionId(*parts))
 
 
 def check_deployment_auth(deployment: object, provider: ImmutaProvider, diags: Diagnostics) -> None:

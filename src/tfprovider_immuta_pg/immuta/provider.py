@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..framework.diagnostics import Diagnostics
-from ..framework.provider import Provider
+from ..framework.diagnostics import Diagnostics, ProviderError
+from ..framework.provider import Context, Provider
 from ..framework.schema import (
     SINGLE,
     Attribute,
@@ -22,6 +22,7 @@ from ..framework.secrets import register
 from ..framework.types import NUMBER, STRING
 from ..framework.values import UNKNOWN
 from . import rules
+from .pg import ConnectionPool, Credentials, Target
 
 DEFAULT_AUTH_METHOD = "password"
 DEFAULT_SSLMODE = "prefer"
@@ -245,6 +246,49 @@ class ImmutaProvider(Provider):
         self.data_sources = {}
         self.functions = {}
         self.settings: Settings | None = None
+        self.pool = ConnectionPool()
+
+    def credentials(self) -> Credentials:
+        """The provider's PostgreSQL credentials; fails clearly when they are not usable."""
+        settings = self.settings
+        if settings is None:
+            raise ProviderError(
+                "Provider not configured",
+                "Terraform did not configure the immuta provider before using it.",
+            )
+        unknown = [n for n, v in vars(settings).items() if v is UNKNOWN]
+        if unknown:
+            raise ProviderError(
+                "Provider configuration not known yet",
+                "These provider arguments depend on values known only after apply: "
+                + ", ".join(unknown)
+                + ". Apply their sources first (-target) or set them directly.",
+            )
+        if settings.auth_method != "password":
+            raise ProviderError(
+                f"auth_method {settings.auth_method!r} is not available in this build",
+                "Only password authentication is implemented so far.",
+                ("auth_method",),
+            )
+        if not settings.username:
+            raise ProviderError(
+                "Missing PostgreSQL username",
+                "Set username in the provider block or the PGUSER environment variable.",
+                ("username",),
+            )
+        password = settings.password
+        return Credentials(
+            username=settings.username,
+            password=lambda target: password,
+            sslmode=settings.sslmode,
+            sslrootcert=settings.sslrootcert,
+            connect_timeout=settings.connect_timeout,
+            key=f"password:{settings.username}:{id(settings)}",
+        )
+
+    def connect(self, target: Target, ctx: Context):
+        """A pooled connection to `target` with the provider's credentials."""
+        return self.pool.connection(target, self.credentials(), ctx)
 
     def validate(self, config: dict, diags: Diagnostics) -> None:
         """Rules that need more than one value; environment fallbacks count."""

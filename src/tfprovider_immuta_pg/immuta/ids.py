@@ -1,0 +1,80 @@
+"""Resource IDs that round-trip for any valid name.
+
+Connection: `hostname:port/database/display_name`. Inside database and display
+name, `%`, `/` and `#` are percent-encoded (so the parts split unambiguously);
+every other character, spaces and unicode included, is written as is.
+User mapping: `<connection id>#<immuta user>`, the user with `%` and `#` encoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_PART_ESCAPES = {"%": "%25", "/": "%2F", "#": "%23"}
+_USER_ESCAPES = {"%": "%25", "#": "%23"}
+
+
+def _encode(text: str, escapes: dict[str, str]) -> str:
+    return "".join(escapes.get(c, c) for c in text)
+
+
+def _decode(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text, errors="strict")
+
+
+class InvalidId(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectionId:
+    hostname: str
+    port: int
+    database: str
+    display_name: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.hostname}:{self.port}/{_encode(self.database, _PART_ESCAPES)}/"
+            f"{_encode(self.display_name, _PART_ESCAPES)}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> ConnectionId:
+        server, sep, rest = text.partition("/")
+        database, sep2, name = rest.partition("/")
+        hostname, sep3, port = server.rpartition(":")
+        if not (sep and sep2 and sep3 and hostname and database and name) or "/" in name:
+            raise InvalidId(
+                f"{text!r} is not a connection ID; expected hostname:port/database/display_name "
+                "(for example db.example.com:5432/immuta/Production)."
+            )
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise InvalidId(f"{text!r}: the port {port!r} is not a number from 1 to 65535.")
+        return cls(
+            hostname.strip("[]") if ":" in hostname else hostname,
+            int(port),
+            _decode(database),
+            _decode(name),
+        )
+
+
+@dataclass(frozen=True)
+class MappingId:
+    connection: ConnectionId
+    immuta_user: str
+
+    def __str__(self) -> str:
+        return f"{self.connection}#{_encode(self.immuta_user, _USER_ESCAPES)}"
+
+    @classmethod
+    def parse(cls, text: str) -> MappingId:
+        connection, sep, user = text.rpartition("#")
+        if not sep or not user:
+            raise InvalidId(
+                f"{text!r} is not a user mapping ID; expected <connection id>#<immuta user> "
+                "(for example db.example.com:5432/immuta/Production#alice@example.com)."
+            )
+        return cls(ConnectionId.parse(connection), _decode(user))

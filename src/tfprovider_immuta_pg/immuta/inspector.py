@@ -1,0 +1,207 @@
+"""What the registering user sees of a PostgreSQL server: version, privileges, catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+SUPPORTED_MAJOR_VERSIONS = (16, 17)
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+OBJECT_TYPES = {
+    "r": "table",
+    "p": "partitioned_table",
+    "v": "view",
+    "m": "materialized_view",
+    "f": "foreign_table",
+}
+SYSTEM_SCHEMA_FILTER = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname !~ '^pg_(toast_)?temp_'
+"""
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    version: str  # e.g. "17.10"
+    version_num: int
+    current_user: str
+    superuser: bool
+    createrole: bool
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+    @property
+    def supported(self) -> bool:
+        return self.major in SUPPORTED_MAJOR_VERSIONS
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    name: str
+    connect_grantable: bool
+
+
+@dataclass(frozen=True)
+class CatalogObject:
+    database: str
+    schema: str
+    name: str
+    object_type: str
+    missing: tuple[str, ...]  # table privileges lacking WITH GRANT OPTION
+
+
+@dataclass
+class DatabaseCatalog:
+    database: str
+    schemas_missing_usage: list[str] = field(default_factory=list)
+    objects: list[CatalogObject] = field(default_factory=list)
+
+
+def server_facts(conn: psycopg.Connection) -> ServerFacts:
+    row = conn.execute(
+        """SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+                  current_user, r.rolsuper, r.rolcreaterole
+           FROM pg_roles r WHERE r.rolname = current_user"""
+    ).fetchone()
+    version = row[0].split()[0]
+    return ServerFacts(version, row[1], row[2], row[3], row[4])
+
+
+def databases_to_protect(conn: psycopg.Connection, immuta_database: str) -> list[DatabaseFacts]:
+    """Connectable, non-template databases other than the Immuta database."""
+    rows = conn.execute(
+        """SELECT datname, has_database_privilege(oid, 'CONNECT WITH GRANT OPTION')
+           FROM pg_database
+           WHERE datallowconn AND NOT datistemplate AND datname <> %s
+           ORDER BY datname""",
+        (immuta_database,),
+    ).fetchall()
+    return [DatabaseFacts(name, grantable) for name, grantable in rows]
+
+
+_CATALOG_QUERY = f"""
+SELECT n.nspname,
+       has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION'),
+       c.relname, c.relkind,
+       {", ".join(f"has_table_privilege(c.oid, '{p} WITH GRANT OPTION')" for p in TABLE_PRIVILEGES)}
+FROM pg_namespace n
+LEFT JOIN pg_class c
+       ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+WHERE {SYSTEM_SCHEMA_FILTER}
+ORDER BY n.nspname, c.relname
+"""
+
+
+def crawl_database(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
+    """Every non-system schema and supported object of one database, in one query."""
+    catalog = DatabaseCatalog(database)
+    last_schema = None
+    with conn.cursor() as cur:
+        cur.execute(_CATALOG_QUERY)
+        for schema, usage, name, kind, *grants in cur:
+            if schema != last_schema:
+                last_schema = schema
+                if not usage:
+                    catalog.schemas_missing_usage.append(schema)
+            if name is None:
+                continue
+            missing = tuple(p for p, ok in zip(TABLE_PRIVILEGES, grants, strict=True) if not ok)
+            catalog.objects.append(
+                CatalogObject(database, schema, name, OBJECT_TYPES[kind], missing)
+            )
+    return catalog
+
+
+def user_objects_outside(conn: psycopg.Connection, state_schema: str) -> list[str]:
+    """Relations in the Immuta database that are not the provider's own (at most 5 named)."""
+    rows = conn.execute(
+        f"""SELECT n.nspname || '.' || c.relname FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname <> %s
+              AND {SYSTEM_SCHEMA_FILTER}
+            ORDER BY 1 LIMIT 6""",
+        (state_schema,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+# ----------------------------------------------------------------- fix-up statements
+
+
+def ident(*names: str) -> str:
+    return ".".join(sql.Identifier(n).as_string(None) for n in names)
+
+
+@dataclass
+class MissingPrivileges:
+    """Everything the registering user lacks, grouped so one diagnostic can list it."""
+
+    user: str
+    createrole: bool = True
+    databases: list[str] = field(default_factory=list)
+    schemas: list[tuple[str, str]] = field(default_factory=list)
+    objects: list[CatalogObject] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return not self.createrole or bool(self.databases or self.schemas or self.objects)
+
+    @property
+    def count(self) -> int:
+        return (
+            (0 if self.createrole else 1)
+            + len(self.databases)
+            + len(self.schemas)
+            + sum(len(o.missing) for o in self.objects)
+        )
+
+    def lines(self) -> list[str]:
+        out = []
+        if not self.createrole:
+            out.append(f"- role {self.user}: CREATEROLE")
+        out += [f"- database {d}: CONNECT WITH GRANT OPTION" for d in self.databases]
+        out += [f"- schema {d}.{s}: USAGE WITH GRANT OPTION" for d, s in self.schemas]
+        out += [
+            f"- {o.object_type.replace('_', ' ')} {o.database}.{o.schema}.{o.name}: "
+            f"{', '.join(o.missing)} WITH GRANT OPTION"
+            for o in self.objects
+        ]
+        return out
+
+    def grants(self) -> list[str]:
+        user = ident(self.user)
+        out = []
+        if not self.createrole:
+            out.append(f"ALTER ROLE {user} CREATEROLE;")
+        out += [
+            f"GRANT CONNECT ON DATABASE {ident(d)} TO {user} WITH GRANT OPTION;"
+            for d in self.databases
+        ]
+        current = None
+        for database, statement in self._per_database(user):
+            if database != current:
+                current = database
+                out.append(f"-- in database {database} (\\connect {ident(database)}):")
+            out.append(statement)
+        return out
+
+    def _per_database(self, user: str) -> Iterable[tuple[str, str]]:
+        entries = [
+            (d, f"GRANT USAGE ON SCHEMA {ident(s)} TO {user} WITH GRANT OPTION;")
+            for d, s in self.schemas
+        ] + [
+            (
+                o.database,
+                f"GRANT {', '.join(o.missing)} ON TABLE {ident(o.schema, o.name)} TO {user} "
+                "WITH GRANT OPTION;",
+            )
+            for o in self.objects
+        ]
+        return sorted(entries, key=lambda e: e[0])

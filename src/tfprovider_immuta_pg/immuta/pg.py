@@ -1,0 +1,161 @@
+"""PostgreSQL connections: lazy, pooled per (server, database, credentials), cancellable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..framework.diagnostics import ProviderError
+from ..framework.provider import Context
+
+if TYPE_CHECKING:
+    import psycopg
+
+IDLE_CHECK_SECONDS = 2.0  # a pooled connection idle longer than this is pinged before reuse
+MAX_IDLE_PER_TARGET = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: one database on one server."""
+
+    hostname: str
+    port: int
+    database: str
+
+    @property
+    def where(self) -> str:
+        return f"database {self.database!r} on {self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who connects. `password` is called for every new connection (RDS tokens expire)."""
+
+    username: str
+    password: Callable[[Target], str | None]
+    sslmode: str
+    sslrootcert: str | None
+    connect_timeout: int
+    key: str  # distinguishes credential sets in the pool without holding secrets twice
+
+
+class ConnectionPool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[Target, str], list[tuple[psycopg.Connection, float]]] = {}
+
+    @contextmanager
+    def connection(
+        self, target: Target, creds: Credentials, ctx: Context
+    ) -> Iterator[psycopg.Connection]:
+        """A healthy connection, returned to the pool afterwards unless it broke."""
+        key = (target, creds.key)
+        conn = self._take(key) or _connect(target, creds, ctx)
+        try:
+            with ctx.stop.cancelling(conn.cancel_safe):
+                yield conn
+        except BaseException:
+            _discard(conn)
+            raise
+        if conn.broken or conn.closed or conn.info.transaction_status != 0:
+            _discard(conn)
+            return
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < MAX_IDLE_PER_TARGET:
+                idle.append((conn, time.monotonic()))
+                return
+        _discard(conn)
+
+    def _take(self, key: tuple[Target, str]) -> psycopg.Connection | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                conn, since = idle.pop()
+            if conn.closed or conn.broken:
+                continue
+            if time.monotonic() - since > IDLE_CHECK_SECONDS and not _alive(conn):
+                _discard(conn)
+                continue  # dropped by the server meanwhile: replace it transparently
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn, _ in conns:
+                _discard(conn)
+
+
+def _alive(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def _discard(conn: psycopg.Connection) -> None:
+    with suppress(Exception):
+        conn.close()
+
+
+def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connection:
+    import psycopg
+
+    ctx.check_stop()
+    params = {
+        "host": target.hostname,
+        "port": target.port,
+        "dbname": target.database,
+        "user": creds.username,
+        "sslmode": creds.sslmode,
+        "connect_timeout": creds.connect_timeout,
+        "application_name": "terraform-provider-immuta",
+    }
+    password = creds.password(target)
+    if password:
+        params["password"] = password
+    if creds.sslrootcert:
+        params["sslrootcert"] = creds.sslrootcert
+    try:
+        return psycopg.connect(autocommit=True, **params)
+    except psycopg.OperationalError as exc:
+        raise connection_error(target, creds, exc) from None
+
+
+def connection_error(target: Target, creds: Credentials, exc: Exception) -> ProviderError:
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    text = str(exc).lower()
+    if "password authentication failed" in text or "pam authentication failed" in text:
+        hint = (
+            f"PostgreSQL refused the credentials of user {creds.username!r}. Check the provider's "
+            "username and password (or PGUSER/PGPASSWORD)."
+        )
+    elif "does not exist" in text and "database" in text:
+        hint = (
+            f"The database {target.database!r} does not exist on {target.hostname}:{target.port}. "
+            "Create the Immuta database first (CREATE DATABASE), or fix `database`."
+        )
+    elif "timeout" in text or "timed out" in text:
+        hint = (
+            f"No answer within connect_timeout = {creds.connect_timeout} s. Check that "
+            f"{target.hostname}:{target.port} is reachable from here (network, firewall, "
+            "security group)."
+        )
+    else:
+        hint = (
+            f"Check that PostgreSQL listens on {target.hostname}:{target.port}, that the network "
+            "allows it, and the provider's sslmode and credentials."
+        )
+    return ProviderError(
+        f"Cannot connect to PostgreSQL at {target.hostname}:{target.port}",
+        f"Connecting to {target.where} as {creds.username!r} failed: {reason}\n\n{hint}",
+    )

@@ -1,0 +1,248 @@
+"""The state store: schema `immuta` in the Immuta database, versioned, written under a lock.
+
+Every write runs in one transaction that first takes a transaction-level
+advisory lock, so concurrent applies (separate Terraform states, same Immuta
+database) serialise instead of racing; uniqueness rules are constraints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+from psycopg.errors import DependentObjectsStillExist
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .inspector import CatalogObject
+
+SCHEMA = "immuta"
+# pg_advisory_xact_lock key: the bytes of "immuta-s" as a signed 64-bit integer.
+LOCK_KEY = int.from_bytes(b"immuta-s", "big", signed=True)
+
+MIGRATIONS: list[str] = [
+    # 1: connections, their data objects, user mappings
+    """
+    CREATE TABLE {s}.connections (
+        connection_key      text PRIMARY KEY,
+        hostname            text NOT NULL,
+        port                integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        database_name       text NOT NULL,
+        deployment_type     text NOT NULL
+            CHECK (deployment_type IN ('self_managed', 'aurora', 'rds', 'neon')),
+        auth_method         text NOT NULL
+            CHECK (auth_method IN ('password', 'aws_access_key', 'aws_assumed_role')),
+        username            text NOT NULL,
+        server_version      text NOT NULL,
+        superuser           boolean NOT NULL,
+        on_missing_privileges text NOT NULL CHECK (on_missing_privileges IN ('error', 'skip')),
+        databases           text[] NOT NULL,
+        skipped_object_count integer NOT NULL DEFAULT 0,
+        registered_at       timestamptz NOT NULL DEFAULT now(),
+        updated_at          timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE UNIQUE INDEX connections_key_any_case ON {s}.connections (lower(connection_key));
+    CREATE TABLE {s}.data_objects (
+        connection_key  text NOT NULL REFERENCES {s}.connections ON DELETE CASCADE,
+        database_name   text NOT NULL,
+        schema_name     text NOT NULL,
+        object_name     text NOT NULL,
+        object_type     text NOT NULL CHECK (object_type IN
+            ('table', 'partitioned_table', 'view', 'materialized_view', 'foreign_table')),
+        PRIMARY KEY (connection_key, database_name, schema_name, object_name)
+    );
+    CREATE TABLE {s}.user_mappings (
+        connection_key    text NOT NULL REFERENCES {s}.connections ON DELETE CASCADE,
+        immuta_user       text NOT NULL,
+        postgres_mode     text NOT NULL CHECK (postgres_mode IN ('username', 'unset', 'none')),
+        postgres_username text,
+        aws_user_type     text CHECK (aws_user_type IN
+            ('iam_role', 'iam_user', 'identity_center_user', 'unset')),
+        aws_principal     text,
+        aws_principal_arn text,
+        updated_at        timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (connection_key, immuta_user)
+    );
+    -- One IAM role maps to at most one Immuta user per connection.
+    CREATE UNIQUE INDEX user_mappings_one_user_per_iam_role
+        ON {s}.user_mappings (connection_key, aws_principal_arn)
+        WHERE aws_user_type = 'iam_role';
+    """,
+]
+LATEST_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    pass
+
+
+class DuplicateConnection(StoreError):
+    def __init__(self, existing: dict[str, Any]) -> None:
+        super().__init__(existing["connection_key"])
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    connection_key: str
+    hostname: str
+    port: int
+    database_name: str
+    deployment_type: str
+    auth_method: str
+    username: str
+    server_version: str
+    superuser: bool
+    on_missing_privileges: str
+    databases: list[str]
+    skipped_object_count: int
+    registered_at: datetime
+    data_object_count: int
+
+
+def _ident() -> sql.Identifier:
+    return sql.Identifier(SCHEMA)
+
+
+def _q(text: str) -> sql.Composed:
+    return sql.SQL(text).format(s=_ident())
+
+
+def schema_version(conn: psycopg.Connection) -> int:
+    """0 when the store was never created here."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{SCHEMA}".schema_version',))
+    if not exists.fetchone()[0]:
+        return 0
+    return conn.execute(_q("SELECT max(version) FROM {s}.schema_version")).fetchone()[0] or 0
+
+
+def _migrate(conn: psycopg.Connection) -> None:
+    """Inside a locked transaction: bring the schema to LATEST_VERSION."""
+    current = schema_version(conn)
+    if current > LATEST_VERSION:
+        raise StoreError(
+            f"the state store in schema {SCHEMA!r} is at version {current}, newer than this "
+            f"provider understands ({LATEST_VERSION}); upgrade the provider"
+        )
+    if current == 0:
+        conn.execute(_q("CREATE SCHEMA IF NOT EXISTS {s}"))
+        conn.execute(
+            _q(
+                "CREATE TABLE {s}.schema_version (version integer PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+    for version in range(current + 1, LATEST_VERSION + 1):
+        conn.execute(_q(MIGRATIONS[version - 1]))
+        conn.execute(_q("INSERT INTO {s}.schema_version (version) VALUES (%s)"), (version,))
+
+
+@contextmanager
+def write_transaction(
+    conn: psycopg.Connection, create: bool = True
+) -> Iterator[psycopg.Connection]:
+    """One transaction, serialised with every other writer, on an up-to-date schema.
+
+    With `create=False` a missing store is left missing (nothing to delete there).
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        if create or schema_version(conn):
+            _migrate(conn)
+        yield conn
+
+
+_CONNECTION_COLUMNS = """c.connection_key, c.hostname, c.port, c.database_name,
+    c.deployment_type, c.auth_method, c.username, c.server_version, c.superuser,
+    c.on_missing_privileges, c.databases, c.skipped_object_count, c.registered_at,
+    (SELECT count(*) FROM {s}.data_objects o WHERE o.connection_key = c.connection_key)"""
+
+
+def get_connection(conn: psycopg.Connection, key: str) -> ConnectionRow | None:
+    if schema_version(conn) == 0:
+        return None
+    row = conn.execute(
+        _q(f"SELECT {_CONNECTION_COLUMNS} FROM {{s}}.connections c WHERE c.connection_key = %s"),
+        (key,),
+    ).fetchone()
+    return ConnectionRow(*row) if row else None
+
+
+def find_connection_any_case(conn: psycopg.Connection, key: str) -> ConnectionRow | None:
+    row = conn.execute(
+        _q(
+            f"SELECT {_CONNECTION_COLUMNS} FROM {{s}}.connections c "
+            "WHERE lower(c.connection_key) = lower(%s)"
+        ),
+        (key,),
+    ).fetchone()
+    return ConnectionRow(*row) if row else None
+
+
+def insert_connection(conn: psycopg.Connection, values: dict[str, Any]) -> None:
+    existing = find_connection_any_case(conn, values["connection_key"])
+    if existing is not None:
+        raise DuplicateConnection(existing.__dict__)
+    columns = list(values)
+    conn.execute(
+        sql.SQL("INSERT INTO {}.connections ({}) VALUES ({})").format(
+            _ident(),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        ),
+        [values[c] for c in columns],
+    )
+
+
+def update_connection(conn: psycopg.Connection, key: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        sql.SQL(
+            "UPDATE {}.connections SET {}, updated_at = now() WHERE connection_key = {}"
+        ).format(
+            _ident(),
+            sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in values
+            ),
+            sql.Placeholder(),
+        ),
+        [*values.values(), key],
+    )
+
+
+def replace_data_objects(
+    conn: psycopg.Connection, key: str, objects: Iterable[CatalogObject]
+) -> None:
+    conn.execute(_q("DELETE FROM {s}.data_objects WHERE connection_key = %s"), (key,))
+    copy_sql = _q(
+        "COPY {s}.data_objects (connection_key, database_name, schema_name, object_name, "
+        "object_type) FROM STDIN"
+    )
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        for o in objects:
+            copy.write_row((key, o.database, o.schema, o.name, o.object_type))
+
+
+def delete_connection(conn: psycopg.Connection, key: str) -> bool:
+    """Remove the connection with its objects and mappings; drop the schema when empty."""
+    if schema_version(conn) == 0:
+        return False
+    deleted = conn.execute(
+        _q("DELETE FROM {s}.connections WHERE connection_key = %s"), (key,)
+    ).rowcount
+    remaining = conn.execute(_q("SELECT count(*) FROM {s}.connections")).fetchone()[0]
+    if remaining == 0:
+        conn.execute(
+            _q(
+                "DROP TABLE {s}.user_mappings, {s}.data_objects, {s}.connections, "
+                "{s}.schema_version"
+            )
+        )
+        # RESTRICT: a schema that also holds somebody else's objects stays.
+        with suppress(DependentObjectsStillExist), conn.transaction():
+            conn.execute(_q("DROP SCHEMA {s}"))
+    return deleted > 0

@@ -1,0 +1,129 @@
+"""Start the built provider executable the way go-plugin (Terraform) does, and talk to it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import ssl
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_VERSION = "0.1.0"
+PROVIDER_EXE = (
+    REPO_ROOT
+    / "dist/mirror/registry.terraform.io/immuta-pg/immuta"
+    / PROVIDER_VERSION
+    / "linux_amd64"
+    / f"terraform-provider-immuta_v{PROVIDER_VERSION}"
+)
+MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
+MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
+
+
+def plugin_env(extra: dict[str, str] | None = None, cookie: bool = True) -> dict[str, str]:
+    """The environment go-plugin gives a plugin, minus anything stray from ours."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TF_", "PG", "AWS_", "IMMUTA_", "PLUGIN_"))
+    }
+    if cookie:
+        env[MAGIC_COOKIE_KEY] = MAGIC_COOKIE
+        env["PLUGIN_PROTOCOL_VERSIONS"] = "6"
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class Handshake:
+    core_version: str
+    app_version: str
+    network: str
+    address: str
+    protocol: str
+    cert: str
+
+    @classmethod
+    def parse(cls, line: str) -> Handshake:
+        parts = line.rstrip("\n").split("|")
+        if len(parts) != 6:
+            raise AssertionError(f"handshake line has {len(parts)} fields: {line!r}")
+        return cls(*parts)
+
+    @property
+    def cert_der(self) -> bytes:
+        text = self.cert + "=" * (-len(self.cert) % 4)  # go-plugin strips the padding
+        return base64.b64decode(text)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return ssl.DER_cert_to_PEM_cert(self.cert_der).encode()
+
+    @property
+    def target(self) -> str:
+        return f"unix:{self.address}"
+
+
+class PluginProcess:
+    """The provider executable started with the go-plugin environment."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, timeout: float = 15) -> None:
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [str(PROVIDER_EXE)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=plugin_env(extra_env),
+            cwd="/",
+            text=True,
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise AssertionError(f"no handshake within {timeout} s: {self.stderr()}")
+        self.handshake_line = self.proc.stdout.readline()
+        if not self.handshake_line:
+            self.close()
+            raise AssertionError(f"plugin exited before the handshake: {self.stderr()}")
+        self.handshake = Handshake.parse(self.handshake_line)
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def channel(self, tls: bool | None = None) -> grpc.Channel:
+        """A channel as go-plugin opens it: TLS trusting the handshake cert when one is given."""
+        if tls is None:
+            tls = bool(self.handshake.cert)
+        if not tls:
+            return grpc.insecure_channel(self.handshake.target)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.handshake.cert_pem)
+        return grpc.secure_channel(
+            self.handshake.target,
+            credentials,
+            options=[("grpc.ssl_target_name_override", "localhost")],
+        )
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> PluginProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,183 @@
+"""Run the real terraform CLI against the provider built into dist/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI_CONFIG = REPO_ROOT / "dist" / "terraformrc"
+PROVIDER_SOURCE = "immuta-pg/immuta"
+
+REQUIRED_PROVIDERS = """terraform {
+  required_providers {
+    immuta = { source = "immuta-pg/immuta" }
+  }
+}
+"""
+
+
+def terraform_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: our CLI config, no stray provider or AWS settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TF_", "PG", "AWS_", "IMMUTA_", "PLUGIN_"))
+    }
+    env.update(
+        TF_CLI_CONFIG_FILE=str(CLI_CONFIG),
+        TF_IN_AUTOMATION="1",
+        TF_INPUT="0",
+        CHECKPOINT_DISABLE="1",
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+
+class TerraformError(AssertionError):
+    pass
+
+
+class Terraform:
+    """One working directory; every command runs the real terraform binary."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.env = terraform_env(env)
+        self._initialised = False
+
+    def write(self, text: str, name: str = "main.tf", with_required_providers: bool = True) -> None:
+        body = (REQUIRED_PROVIDERS + text) if with_required_providers else text
+        (self.workdir / name).write_text(body)
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> Result:
+        command = ["terraform", *args]
+        completed = subprocess.run(
+            command,
+            cwd=self.workdir,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = Result(command, completed.returncode, completed.stdout, completed.stderr)
+        if check and completed.returncode != 0:
+            raise TerraformError(
+                f"{' '.join(command)} exited {completed.returncode}\n"
+                f"--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
+            )
+        return result
+
+    def init(self) -> Result:
+        result = self.run("init", "-no-color", "-input=false")
+        self._initialised = True
+        return result
+
+    def _ensure_init(self) -> None:
+        if not self._initialised:
+            self.init()
+
+    def validate(self) -> dict[str, Any]:
+        self._ensure_init()
+        return json.loads(self.run("validate", "-json", "-no-color", check=False).stdout)
+
+    def apply(self, *args: str, check: bool = True) -> Result:
+        self._ensure_init()
+        return self.run("apply", "-auto-approve", "-no-color", "-input=false", *args, check=check)
+
+    def destroy(self, *args: str, check: bool = True) -> Result:
+        self._ensure_init()
+        return self.run("destroy", "-auto-approve", "-no-color", "-input=false", *args, check=check)
+
+    def plan(self, *args: str, check: bool = False) -> Result:
+        """`plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes."""
+        self._ensure_init()
+        return self.run(
+            "plan", "-detailed-exitcode", "-no-color", "-input=false", *args, check=check
+        )
+
+    def plan_json(self, *args: str) -> dict[str, Any]:
+        self._ensure_init()
+        self.run("plan", "-out=tfplan", "-no-color", "-input=false", *args)
+        return json.loads(self.run("show", "-json", "tfplan").stdout)
+
+    def state(self) -> dict[str, Any]:
+        result = self.run("show", "-json")
+        return json.loads(result.stdout)
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """address -> attribute values, from `terraform show -json`."""
+        values = self.state().get("values") or {}
+        found = {}
+        for resource in (values.get("root_module") or {}).get("resources", []):
+            found[resource["address"]] = resource["values"]
+        return found
+
+    def outputs(self) -> dict[str, Any]:
+        raw = json.loads(self.run("output", "-json").stdout)
+        return {k: v["value"] for k, v in raw.items()}
+
+    def state_file_text(self) -> str:
+        path = self.workdir / "terraform.tfstate"
+        return path.read_text() if path.exists() else ""
+
+    def clean(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def hcl_string(value: str) -> str:
+    """A Terraform string literal holding exactly `value`."""
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+        .replace("${", "$${")
+        .replace("%{", "%%{")
+    )
+    return f'"{escaped}"'
+
+
+def provider_block(server: Any, alias: str | None = None, **extra: str) -> str:
+    """A provider "immuta" block with `server`'s superuser password credentials.
+
+    `extra` values are HCL expressions, written as given.
+    """
+    lines = ['provider "immuta" {']
+    if alias:
+        lines.append(f"  alias    = {hcl_string(alias)}")
+    lines += [
+        f"  username = {hcl_string(server.user)}",
+        f"  password = {hcl_string(server.password)}",
+    ]
+    lines += [f"  {k} = {v}" for k, v in extra.items()]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
