@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import select
+import shutil
 import ssl
 import subprocess
 import tempfile
@@ -73,15 +74,20 @@ class Handshake:
 class PluginProcess:
     """The provider executable started with the go-plugin environment."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None, timeout: float = 15) -> None:
-        self._stderr = tempfile.TemporaryFile()
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 15,
+        cwd: str | Path = "/",
+    ) -> None:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [str(PROVIDER_EXE)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=plugin_env(extra_env),
-            cwd="/",
+            cwd=str(cwd),
             text=True,
         )
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -115,9 +121,17 @@ class PluginProcess:
         return self.proc.wait(timeout=timeout)
 
     def close(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and remove its socket folder."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(timeout=10)
+        handshake = getattr(self, "handshake", None)
+        if handshake and handshake.network == "unix" and os.path.isabs(handshake.address):
+            shutil.rmtree(os.path.dirname(handshake.address), ignore_errors=True)
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()

@@ -50,6 +50,11 @@ class Result:
     def output(self) -> str:
         return self.stdout + self.stderr
 
+    @property
+    def text(self) -> str:
+        """stdout and stderr with whitespace runs as single spaces (terraform wraps lines)."""
+        return " ".join(self.output.split())
+
     def json_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
 

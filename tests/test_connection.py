@@ -1,0 +1,448 @@
+"""immuta_postgres_connection end to end: real terraform, real PostgreSQL 16/17 (and 15)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from psycopg import sql
+
+
+def connection_hcl(db: Database, display_name: str = "Production", **extra: str) -> str:
+    attrs = {
+        "display_name": hcl_string(display_name),
+        "deployment_type": '"self_managed"',
+        "hostname": hcl_string(db.host),
+        "port": str(db.port),
+        "database": hcl_string(db.name),
+        **extra,
+    }
+    body = "\n".join(f"  {k} = {v}" for k, v in attrs.items())
+    return f'resource "immuta_postgres_connection" "main" {{\n{body}\n}}\n'
+
+
+def write_config(
+    tf: Terraform,
+    db: Database,
+    display_name: str = "Production",
+    provider: str | None = None,
+    **extra: str,
+) -> None:
+    tf.write((provider or provider_block(db.server)) + connection_hcl(db, display_name, **extra))
+
+
+def state_rows(db: Database, query: str) -> list[tuple]:
+    with db.connect() as conn:
+        exists = conn.execute("SELECT to_regnamespace('immuta') IS NOT NULL").fetchone()[0]
+        return conn.execute(query).fetchall() if exists else []
+
+
+def store_dump(db: Database) -> list[tuple]:
+    return state_rows(
+        db,
+        "SELECT connection_key, database_name, schema_name, object_name, object_type "
+        "FROM immuta.data_objects ORDER BY 1, 2, 3, 4",
+    ) + state_rows(db, "SELECT connection_key, hostname, port FROM immuta.connections ORDER BY 1")
+
+
+def schema_exists(db: Database) -> bool:
+    with db.connect() as conn:
+        return conn.execute("SELECT to_regnamespace('immuta') IS NOT NULL").fetchone()[0]
+
+
+@pytest.fixture
+def sales_db(pg_server: PostgresServer):
+    """A data database with one object of each supported type, and awkward names."""
+    db = pg_server.temp_database(prefix="sales_")
+    with db.connect() as conn:
+        conn.execute(
+            """
+            CREATE TABLE public.orders (id int);
+            CREATE TABLE public.events (id int) PARTITION BY RANGE (id);
+            CREATE VIEW public.order_ids AS SELECT id FROM public.orders;
+            CREATE MATERIALIZED VIEW public.order_count AS SELECT count(*) FROM public.orders;
+            CREATE SCHEMA "Odd ""Schema"" ü";
+            CREATE TABLE "Odd ""Schema"" ü"."Mixed Case Täble" (id int);
+            CREATE TEMP TABLE scratch (id int);
+            """
+        )
+        if has_fdw(conn):
+            conn.execute(
+                """
+                CREATE EXTENSION postgres_fdw;
+                CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw;
+                CREATE FOREIGN TABLE public.remote_orders (id int) SERVER loopback;
+                """
+            )
+    yield db
+    db.drop()
+
+
+def has_fdw(conn) -> bool:
+    """pgserver's PostgreSQL 16 build ships no foreign-data wrapper; the npm 17 build does."""
+    query = "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgres_fdw'"
+    return conn.execute(query).fetchone()[0] == 1
+
+
+EXPECTED_SALES = {
+    ("public", "orders", "table"),
+    ("public", "events", "partitioned_table"),
+    ("public", "order_ids", "view"),
+    ("public", "order_count", "materialized_view"),
+    FOREIGN_TABLE := ("public", "remote_orders", "foreign_table"),
+    ('Odd "Schema" ü', "Mixed Case Täble", "table"),
+}
+
+
+def test_lifecycle(terraform: Terraform, immuta_db: Database, sales_db: Database) -> None:
+    write_config(terraform, immuta_db)
+    terraform.apply()
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["id"] == f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Production"
+    assert state["server_version"].split(".")[0] == str(immuta_db.server.version)
+    assert state["auth_method"] == "password"
+    assert state["username"] == "postgres"
+    assert sales_db.name in state["databases"] and immuta_db.name not in state["databases"]
+    assert state["skipped_object_count"] == 0
+    rows = state_rows(
+        immuta_db,
+        f"SELECT schema_name, object_name, object_type FROM immuta.data_objects "
+        f"WHERE database_name = '{sales_db.name}'",
+    )
+    with sales_db.connect() as conn:
+        expected = EXPECTED_SALES if has_fdw(conn) else EXPECTED_SALES - {FOREIGN_TABLE}
+    assert set(rows) == expected
+    assert state["data_object_count"] == len(
+        state_rows(immuta_db, "SELECT 1 FROM immuta.data_objects")
+    )
+
+    assert terraform.plan().returncode == 0, "a plan right after apply must be empty"
+
+    # Drift: the registration removed outside Terraform is planned again.
+    with immuta_db.connect() as conn:
+        conn.execute("DELETE FROM immuta.connections")
+    drift = terraform.plan()
+    assert drift.returncode == 2, drift.output
+    assert "1 to add" in drift.stdout
+    terraform.apply()
+    assert terraform.plan().returncode == 0
+
+    # Import round trip.
+    terraform.run("state", "rm", "immuta_postgres_connection.main")
+    terraform.run("import", "-no-color", "immuta_postgres_connection.main", state["id"])
+    assert terraform.plan().returncode == 0
+    assert terraform.resources()["immuta_postgres_connection.main"]["registered_at"]
+
+    # In-place update of deployment_type; replacement for display_name.
+    write_config(terraform, immuta_db, deployment_type='"neon"')
+    plan = terraform.plan()
+    assert (
+        plan.returncode == 2
+        and "1 to change" in plan.stdout
+        and "forces replacement" not in plan.stdout
+    )
+    terraform.apply()
+    assert state_rows(immuta_db, "SELECT deployment_type FROM immuta.connections") == [("neon",)]
+    write_config(terraform, immuta_db, display_name="Renamed", deployment_type='"neon"')
+    plan = terraform.plan()
+    assert (
+        "forces replacement" in plan.stdout and "1 to add, 0 to change, 1 to destroy" in plan.stdout
+    )
+    terraform.apply()
+    assert state_rows(immuta_db, "SELECT connection_key FROM immuta.connections") == [("Renamed",)]
+
+    terraform.destroy()
+    assert not schema_exists(immuta_db), "destroy drops the state schema once it is empty"
+
+
+def test_postgres_15_is_refused(terraform: Terraform, pg15: PostgresServer) -> None:
+    db = pg15.temp_database()
+    try:
+        write_config(terraform, db)
+        result = terraform.apply(check=False)
+        assert result.returncode == 1
+        assert f"PostgreSQL {pg15_version(db)} is not supported" in result.text
+        assert "registers PostgreSQL 16 and 17 only" in result.text
+        assert not schema_exists(db), "a refused registration writes nothing"
+    finally:
+        db.drop()
+
+
+def pg15_version(db: Database) -> str:
+    with db.connect() as conn:
+        return conn.execute("SHOW server_version").fetchone()[0].split()[0]
+
+
+def test_hostname_port_update_in_place(terraform: Terraform, immuta_db: Database) -> None:
+    write_config(terraform, immuta_db)
+    terraform.apply()
+    write_config(terraform, immuta_db, hostname='"localhost"')
+    plan = terraform.plan()
+    assert plan.returncode == 2 and "1 to change" in plan.stdout
+    assert "id" in plan.stdout and "(known after apply)" in plan.stdout
+    terraform.apply()
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["id"] == f"localhost:{immuta_db.port}/{immuta_db.name}/Production"
+    assert state_rows(immuta_db, "SELECT hostname FROM immuta.connections") == [("localhost",)]
+    assert terraform.plan().returncode == 0
+
+
+def test_duplicate_display_name_from_two_configurations(tmp_path, immuta_db: Database) -> None:
+    first, second = Terraform(tmp_path / "first"), Terraform(tmp_path / "second")
+    write_config(first, immuta_db, display_name="Shared")
+    first.apply()
+    before = store_dump(immuta_db)
+    write_config(second, immuta_db, display_name="SHARED")
+    result = second.apply(check=False)
+    assert result.returncode == 1
+    assert "A connection named 'Shared' is already registered" in result.text
+    assert "terraform import" in result.text
+    assert store_dump(immuta_db) == before
+    assert (
+        second.state_file_text() == ""
+        or "immuta_postgres_connection" not in second.state_file_text()
+    )
+
+
+@pytest.mark.parametrize(
+    "display_name",
+    ["Prod with spaces", "Ünïcødé 名前", "slash/and#hash%", 'quote"d', "x:y@z"],
+)
+def test_import_round_trip_for_awkward_names(
+    terraform: Terraform, immuta_db: Database, display_name: str, pg_server: PostgresServer
+) -> None:
+    if pg_server.version != 17:
+        pytest.skip("name handling does not depend on the server version")
+    write_config(terraform, immuta_db, display_name=display_name)
+    terraform.apply()
+    resource_id = terraform.resources()["immuta_postgres_connection.main"]["id"]
+    terraform.run("state", "rm", "immuta_postgres_connection.main")
+    terraform.run("import", "-no-color", "immuta_postgres_connection.main", resource_id)
+    assert terraform.plan().returncode == 0
+    assert terraform.resources()["immuta_postgres_connection.main"]["display_name"] == display_name
+    terraform.destroy()
+
+
+def test_unreachable_server_is_an_error_not_a_removal(
+    terraform: Terraform, pg_server: PostgresServer
+) -> None:
+    if pg_server.version != 16:
+        pytest.skip("one server version is enough")
+    server = PostgresServer(17).start()
+    try:
+        db = server.temp_database()
+        write_config(terraform, db, provider=provider_block(server, connect_timeout="2"))
+        terraform.apply()
+    finally:
+        server.stop()
+    result = terraform.plan()
+    assert result.returncode == 1
+    assert f"Cannot connect to PostgreSQL at {db.host}:{db.port}" in result.text
+    assert "immuta_postgres_connection.main" in terraform.resources()
+
+
+def test_refused_credentials_are_an_error_not_a_removal(
+    terraform: Terraform, immuta_db: Database
+) -> None:
+    write_config(terraform, immuta_db)
+    terraform.apply()
+    secret = f"wrong-{uuid.uuid4().hex}"
+    wrong = f'provider "immuta" {{\n  username = "postgres"\n  password = "{secret}"\n}}\n'
+    write_config(terraform, immuta_db, provider=wrong)
+    result = terraform.plan()
+    assert result.returncode == 1
+    assert "PostgreSQL refused the credentials of user 'postgres'" in result.text
+    assert "wrong-" not in result.text
+    assert "immuta_postgres_connection.main" in terraform.resources()
+
+
+def test_not_dedicated_immuta_database_warns(terraform: Terraform, immuta_db: Database) -> None:
+    with immuta_db.connect() as conn:
+        conn.execute("CREATE TABLE public.etl_jobs (id int)")
+    write_config(terraform, immuta_db)
+    result = terraform.apply()
+    assert "The Immuta database is not dedicated to Immuta" in result.text
+    assert "public.etl_jobs" in result.text
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+PASSWORD = "registrar-pw-7f3a"
+
+
+@pytest.fixture
+def role() -> str:
+    """A fresh login role name (roles are server-wide; each test gets its own)."""
+    return f"registrar_{uuid.uuid4().hex[:10]}"
+
+
+def least_privilege_setup(
+    server: PostgresServer,
+    immuta_db: Database,
+    data_dbs: list[str],
+    role: str,
+    omit: str | None = None,
+) -> None:
+    """A non-superuser with exactly the documented privileges, less `omit`."""
+    with server.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {}").format(
+                sql.Identifier(role),
+                sql.SQL("NOCREATEROLE" if omit == "CREATEROLE" else "CREATEROLE"),
+                sql.Literal(PASSWORD),
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(immuta_db.name), sql.Identifier(role)
+            )
+        )
+        for name in data_dbs:
+            if not (omit == "CONNECT" and name != "postgres"):
+                conn.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {} WITH GRANT OPTION").format(
+                        sql.Identifier(name), sql.Identifier(role)
+                    )
+                )
+    for name in data_dbs:
+        with server.connect(name) as conn:
+            schemas = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                    "AND nspname <> 'information_schema'"
+                )
+            ]
+            for schema in schemas:
+                if not (omit == "USAGE" and name != "postgres"):
+                    conn.execute(
+                        sql.SQL("GRANT USAGE ON SCHEMA {} TO {} WITH GRANT OPTION").format(
+                            sql.Identifier(schema), sql.Identifier(role)
+                        )
+                    )
+                privileges = [
+                    p
+                    for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+                    if not (p == omit and name != "postgres")
+                ]
+                conn.execute(
+                    sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {} WITH GRANT OPTION").format(
+                        sql.SQL(", ").join(map(sql.SQL, privileges)),
+                        sql.Identifier(schema),
+                        sql.Identifier(role),
+                    )
+                )
+
+
+def registrar_provider(role: str) -> str:
+    return f'provider "immuta" {{\n  username = "{role}"\n  password = "{PASSWORD}"\n}}\n'
+
+
+@pytest.fixture
+def plain_db(pg_server: PostgresServer):
+    db = pg_server.temp_database(prefix="plain_")
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE public.orders (id int); CREATE VIEW public.v AS SELECT 1 AS x")
+    yield db
+    db.drop()
+
+
+def test_least_privilege_user_succeeds(
+    terraform: Terraform,
+    pg_server: PostgresServer,
+    immuta_db: Database,
+    plain_db: Database,
+    role: str,
+) -> None:
+    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role)
+    write_config(terraform, immuta_db, provider=registrar_provider(role))
+    result = terraform.apply()
+    assert "Missing PostgreSQL privileges" not in result.text
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["username"] == role and state["skipped_object_count"] == 0
+    assert state["data_object_count"] == 2
+    terraform.destroy()
+
+
+@pytest.mark.parametrize(
+    "omit, expected_line, expected_grant",
+    [
+        ("CREATEROLE", "- role {role}: CREATEROLE", 'ALTER ROLE "{role}" CREATEROLE;'),
+        (
+            "CONNECT",
+            "- database {db}: CONNECT WITH GRANT OPTION",
+            'GRANT CONNECT ON DATABASE "{db}" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "USAGE",
+            "- schema {db}.public: USAGE WITH GRANT OPTION",
+            'GRANT USAGE ON SCHEMA "public" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "SELECT",
+            "- table {db}.public.orders: SELECT WITH GRANT OPTION",
+            'GRANT SELECT ON TABLE "public"."orders" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "INSERT",
+            "- table {db}.public.orders: INSERT WITH GRANT OPTION",
+            'GRANT INSERT ON TABLE "public"."orders" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "UPDATE",
+            "- view {db}.public.v: UPDATE WITH GRANT OPTION",
+            'GRANT UPDATE ON TABLE "public"."v" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "DELETE",
+            "- table {db}.public.orders: DELETE WITH GRANT OPTION",
+            'GRANT DELETE ON TABLE "public"."orders" TO "{role}" WITH GRANT OPTION;',
+        ),
+        (
+            "TRUNCATE",
+            "- table {db}.public.orders: TRUNCATE WITH GRANT OPTION",
+            'GRANT TRUNCATE ON TABLE "public"."orders" TO "{role}" WITH GRANT OPTION;',
+        ),
+    ],
+)
+def test_each_missing_privilege_is_reported(
+    terraform: Terraform,
+    pg_server: PostgresServer,
+    immuta_db: Database,
+    plain_db: Database,
+    role: str,
+    omit: str,
+    expected_line: str,
+    expected_grant: str,
+) -> None:
+    if pg_server.version != 17 and omit not in ("CREATEROLE", "SELECT"):
+        pytest.skip("the full matrix runs on PostgreSQL 17; 16 runs two of them")
+    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role, omit=omit)
+    write_config(terraform, immuta_db, provider=registrar_provider(role))
+    result = terraform.apply(check=False)
+    assert result.returncode == 1
+    output = result.text
+    assert "Missing PostgreSQL privileges to register connection 'Production'" in output
+    assert " ".join(expected_line.format(db=plain_db.name, role=role).split()) in output
+    assert " ".join(expected_grant.format(db=plain_db.name, role=role).split()) in output
+    assert not schema_exists(immuta_db), "a refused registration writes nothing"
+
+
+def test_skip_registers_what_can_be_governed(
+    terraform: Terraform,
+    pg_server: PostgresServer,
+    immuta_db: Database,
+    plain_db: Database,
+    role: str,
+) -> None:
+    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role, omit="SELECT")
+    write_config(
+        terraform, immuta_db, provider=registrar_provider(role), on_missing_privileges='"skip"'
+    )
+    result = terraform.apply()
+    assert "2 objects skipped for missing privileges" in result.text
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["data_object_count"] == 0 and state["skipped_object_count"] == 2
+    assert terraform.plan().returncode == 0
