@@ -80,8 +80,12 @@ def from_json(spec: Any) -> CtyType:
         if spec in ("string", "number", "bool", "dynamic"):
             return Primitive(spec)
         raise ValueError(f"unknown primitive type {spec!r}")
-    if isinstance(spec, list) and len(spec) >= 2:
-        kind, inner = spec[0], spec[1]
+    if isinstance(spec, list) and len(spec) == 2:
+        kind, inner = spec
+        if kind == "object" and not isinstance(inner, dict):
+            raise ValueError(f"an object type needs a map of attributes, got {inner!r}")
+        if kind == "tuple" and not isinstance(inner, list):
+            raise ValueError(f"a tuple type needs a list of element types, got {inner!r}")
         if kind == "list":
             return List(from_json(inner))
         if kind == "set":

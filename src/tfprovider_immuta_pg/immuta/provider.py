@@ -196,6 +196,8 @@ class Settings:
 
 def effective(config: dict | None, block: Block) -> dict[str, Any]:
     """Configured values, else the first environment variable set, for one block."""
+    if config is UNKNOWN:
+        return dict.fromkeys(block.attributes, UNKNOWN)
     config = config or {}
     values: dict[str, Any] = {}
     for name, attr in block.attributes.items():
@@ -216,6 +218,11 @@ def _env_number(value: Any, variable: str, diags: Diagnostics, path: tuple) -> A
     return value
 
 
+def or_default(value: Any, default: Any) -> Any:
+    """`value` unless it is null; unknown values stay unknown."""
+    return default if value is None else value
+
+
 def settings_from(config: dict, diags: Diagnostics) -> Settings:
     top = effective(config, PROVIDER_SCHEMA.block)
     aws = effective(config.get("aws"), AWS_BLOCK)
@@ -223,12 +230,12 @@ def settings_from(config: dict, diags: Diagnostics) -> Settings:
         top["connect_timeout"], "PGCONNECT_TIMEOUT", diags, ("connect_timeout",)
     )
     return Settings(
-        auth_method=top["auth_method"] or DEFAULT_AUTH_METHOD,
+        auth_method=or_default(top["auth_method"], DEFAULT_AUTH_METHOD),
         username=top["username"],
         password=top["password"],
-        sslmode=top["sslmode"] or DEFAULT_SSLMODE,
+        sslmode=or_default(top["sslmode"], DEFAULT_SSLMODE),
         sslrootcert=top["sslrootcert"],
-        connect_timeout=top["connect_timeout"] or DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout=or_default(top["connect_timeout"], DEFAULT_CONNECT_TIMEOUT),
         aws=AwsSettings(**aws),
     )
 
@@ -309,7 +316,7 @@ class ImmutaProvider(Provider):
             )
             if number is not None:
                 IntBetween(1, 300)(number, ("connect_timeout",), diags)
-        method = top["auth_method"] or DEFAULT_AUTH_METHOD
+        method = or_default(top["auth_method"], DEFAULT_AUTH_METHOD)
         if method is UNKNOWN or method not in rules.AUTH_METHODS:
             return
         if method == "password":

@@ -324,11 +324,7 @@ def _clip(lines: list[str]) -> list[str]:
 
 def _duplicate_error(key: str, target: Target, existing: dict[str, Any]) -> ProviderError:
     registered = existing.get("registered_at")
-    when = (
-        f", registered {registered.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        if registered
-        else ""
-    )
+    when = f", registered {registered.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if registered else ""
     who = f" by {existing['username']!r}" if existing.get("username") else ""
     name = existing.get("connection_key", key)
     return ProviderError(

@@ -61,6 +61,7 @@ MIGRATIONS: list[str] = [
         immuta_user       text NOT NULL,
         postgres_mode     text NOT NULL CHECK (postgres_mode IN ('username', 'unset', 'none')),
         postgres_username text,
+        postgres_role     text,
         aws_user_type     text CHECK (aws_user_type IN
             ('iam_role', 'iam_user', 'identity_center_user', 'unset')),
         aws_principal     text,
@@ -246,3 +247,83 @@ def delete_connection(conn: psycopg.Connection, key: str) -> bool:
         with suppress(DependentObjectsStillExist), conn.transaction():
             conn.execute(_q("DROP SCHEMA {s}"))
     return deleted > 0
+
+
+# ------------------------------------------------------------------ user mappings
+
+
+@dataclass(frozen=True)
+class MappingRow:
+    connection_key: str
+    immuta_user: str
+    postgres_mode: str
+    postgres_username: str | None
+    postgres_role: str | None  # the role found at the last apply; None when not found
+    aws_user_type: str | None
+    aws_principal: str | None
+    aws_principal_arn: str | None
+
+
+_MAPPING_COLUMNS = (
+    "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
+    "aws_user_type, aws_principal, aws_principal_arn"
+)
+
+
+def get_mapping(conn: psycopg.Connection, key: str, user: str) -> MappingRow | None:
+    if schema_version(conn) == 0:
+        return None
+    row = conn.execute(
+        _q(
+            f"SELECT {_MAPPING_COLUMNS} FROM {{s}}.user_mappings "
+            "WHERE connection_key = %s AND immuta_user = %s"
+        ),
+        (key, user),
+    ).fetchone()
+    return MappingRow(*row) if row else None
+
+
+def iam_role_holder(conn: psycopg.Connection, key: str, arn: str, user: str) -> str | None:
+    """The other Immuta user already mapped to this IAM role on this connection, if any."""
+    row = conn.execute(
+        _q(
+            "SELECT immuta_user FROM {s}.user_mappings WHERE connection_key = %s "
+            "AND aws_user_type = 'iam_role' AND aws_principal_arn = %s AND immuta_user <> %s"
+        ),
+        (key, arn, user),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
+    conn.execute(
+        _q(
+            f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
+            "postgres_mode = EXCLUDED.postgres_mode, "
+            "postgres_username = EXCLUDED.postgres_username, "
+            "postgres_role = EXCLUDED.postgres_role, "
+            "aws_user_type = EXCLUDED.aws_user_type, aws_principal = EXCLUDED.aws_principal, "
+            "aws_principal_arn = EXCLUDED.aws_principal_arn, updated_at = now()"
+        ),
+        (
+            row.connection_key,
+            row.immuta_user,
+            row.postgres_mode,
+            row.postgres_username,
+            row.postgres_role,
+            row.aws_user_type,
+            row.aws_principal,
+            row.aws_principal_arn,
+        ),
+    )
+
+
+def delete_mapping(conn: psycopg.Connection, key: str, user: str) -> None:
+    if schema_version(conn) == 0:
+        return
+    conn.execute(
+        _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = %s"),
+        (key, user),
+    )

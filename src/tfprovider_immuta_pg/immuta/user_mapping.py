@@ -149,7 +149,8 @@ class UserMappingResource(Resource):
 def validate_postgres_block(block: dict | None, diags: Diagnostics) -> None:
     if block is None or block is UNKNOWN:
         return
-    mode, username = block.get("mode") or "unset", block.get("username")
+    mode, username = block.get("mode"), block.get("username")
+    mode = "unset" if mode is None else mode
     if mode is UNKNOWN or username is UNKNOWN:
         return
     if mode == "username" and username is None:

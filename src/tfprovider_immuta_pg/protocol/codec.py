@@ -211,7 +211,11 @@ def _from_json_value(raw: Any, ty: CtyType, path: str) -> Any:
     if ty == DYNAMIC:
         if not (isinstance(raw, dict) and set(raw) == {"value", "type"}):
             raise CodecError(f"{path or 'value'}: a dynamic JSON value needs value and type")
-        return _from_json_value(raw["value"], from_json(raw["type"]), path)
+        try:
+            inner = from_json(raw["type"])
+        except ValueError as exc:
+            raise CodecError(f"{path or 'value'}: {exc}") from None
+        return _from_json_value(raw["value"], inner, path)
     if isinstance(ty, Primitive) and ty == NUMBER:
         return _number_from_wire(raw, path)
     if isinstance(ty, Object):

@@ -55,7 +55,7 @@ class PluginServer:
     def __init__(self, provider_factory: Callable[[], Provider], tls: bool) -> None:
         self.shutdown_requested = threading.Event()
         self.socket_dir = tempfile.mkdtemp(
-            prefix="plugin", dir=os.environ.get("PLUGIN_UNIX_SOCKET_DIR")
+            prefix="plugin", dir=os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or None
         )
         os.chmod(self.socket_dir, 0o700)
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
