@@ -32,6 +32,7 @@ def plan_change(schema: Schema, prior: Any, proposed: Any, config: Any) -> tuple
     creating = prior is None
     _apply_defaults(schema.block, planned, config)
     _clear_write_only(schema.block, planned)
+    _keep_equivalent_prior(schema.block, prior, planned)
     if creating or prior != planned:
         _unknown_computed(schema.block, planned, config)
     requires_replace: list[Path] = []
@@ -56,6 +57,15 @@ def _apply_defaults(block: Block, planned: Any, config: Any) -> None:
     for path, attr, _, parent in block.walk(planned):
         if attr.default is not None and _at(config, path) is None:
             parent[path[-1]] = copy.deepcopy(attr.default)
+
+
+def _keep_equivalent_prior(block: Block, prior: Any, planned: Any) -> None:
+    for path, attr, value, parent in block.walk(planned):
+        if attr.semantically_equal is None or value is None or value is UNKNOWN:
+            continue
+        before = _at(prior, path)
+        if before is not None and before != value and attr.semantically_equal(before, value):
+            parent[path[-1]] = before
 
 
 def _clear_write_only(block: Block, planned: Any) -> None:

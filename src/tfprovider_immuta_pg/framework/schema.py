@@ -56,6 +56,9 @@ class Attribute:
     validators: Sequence[Validator] = ()
     plan_modifiers: Sequence[PlanModifier] = ()
     env: Sequence[str] = ()  # environment fallbacks, documented; read by the provider
+    # When prior and configured values mean the same (say, names that match in any case),
+    # the plan keeps the prior value: no diff, and Read may keep what the user wrote.
+    semantically_equal: Callable[[Any, Any], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .rules import text_problem
+
 _PART_ESCAPES = {"%": "%25", "/": "%2F", "#": "%23"}
 _USER_ESCAPES = {"%": "%25", "#": "%23"}
 
@@ -78,3 +80,15 @@ class MappingId:
                 "(for example db.example.com:5432/immuta/Production#alice@example.com)."
             )
         return cls(ConnectionId.parse(connection), _decode(user))
+
+
+def connection_id_problem(value: str) -> str | None:
+    """Plan-time check of a connection_id argument."""
+    problem = text_problem(value, "connection ID", 1024)
+    if problem:
+        return problem
+    try:
+        ConnectionId.parse(value)
+    except InvalidId as exc:
+        return str(exc)
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..framework.diagnostics import Diagnostics, ProviderError
 from ..framework.provider import Context, Provider
@@ -23,6 +23,9 @@ from ..framework.types import NUMBER, STRING
 from ..framework.values import UNKNOWN
 from . import rules
 from .pg import ConnectionPool, Credentials, Target
+
+if TYPE_CHECKING:
+    from .aws import AwsClient
 
 DEFAULT_AUTH_METHOD = "password"
 DEFAULT_SSLMODE = "prefer"
@@ -254,6 +257,7 @@ class ImmutaProvider(Provider):
         self.functions = {}
         self.settings: Settings | None = None
         self.pool = ConnectionPool()
+        self._aws: AwsClient | None = None
 
     def credentials(self) -> Credentials:
         """The provider's PostgreSQL credentials; fails clearly when they are not usable."""
@@ -271,27 +275,42 @@ class ImmutaProvider(Provider):
                 + ", ".join(unknown)
                 + ". Apply their sources first (-target) or set them directly.",
             )
-        if settings.auth_method != "password":
-            raise ProviderError(
-                f"auth_method {settings.auth_method!r} is not available in this build",
-                "Only password authentication is implemented so far.",
-                ("auth_method",),
-            )
-        if not settings.username:
+        username = settings.username
+        if settings.auth_method == "aws_assumed_role" and not username:
+            username = rules.role_name_from_arn(settings.aws.role_arn or "")
+        if not username:
             raise ProviderError(
                 "Missing PostgreSQL username",
                 "Set username in the provider block or the PGUSER environment variable.",
                 ("username",),
             )
-        password = settings.password
+        if settings.auth_method == "password":
+            password = settings.password
+
+            def secret(target: Target) -> str | None:
+                return password
+        else:
+            aws = self.aws()
+
+            def secret(target: Target) -> str | None:
+                return aws.rds_token(target.hostname, target.port, username)
+
         return Credentials(
-            username=settings.username,
-            password=lambda target: password,
+            username=username,
+            password=secret,
             sslmode=settings.sslmode,
             sslrootcert=settings.sslrootcert,
             connect_timeout=settings.connect_timeout,
-            key=f"password:{settings.username}:{id(settings)}",
+            key=f"{settings.auth_method}:{username}:{id(settings)}",
         )
+
+    def aws(self) -> AwsClient:
+        """The AWS client for this provider configuration (boto3 loads on first use)."""
+        if self._aws is None:
+            from .aws import AwsClient
+
+            self._aws = AwsClient(self.settings.aws, self.settings.auth_method)
+        return self._aws
 
     def connect(self, target: Target, ctx: Context):
         """A pooled connection to `target` with the provider's credentials."""
@@ -365,3 +384,4 @@ class ImmutaProvider(Provider):
             if isinstance(secret, str):
                 register(secret)
         self.settings = settings
+        self._aws = None

@@ -131,6 +131,11 @@ def identity_center_problem(value: str) -> str | None:
     return None
 
 
+def same_in_any_case(a: str, b: str) -> bool:
+    """Names equal as PostgreSQL's lower() sees them."""
+    return a.lower() == b.lower()
+
+
 def role_name_from_arn(arn: str) -> str | None:
     match = _ARN.match(arn)
     return match.group(4) if match and match.group(2) == "role" else None

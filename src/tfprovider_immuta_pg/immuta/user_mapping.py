@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..framework.diagnostics import Diagnostics
-from ..framework.provider import Resource
+from ..framework.provider import Context, Resource
 from ..framework.schema import (
     SINGLE,
     Attribute,
@@ -20,8 +20,10 @@ from ..framework.schema import (
 from ..framework.types import BOOL, STRING
 from ..framework.values import UNKNOWN
 from . import rules
+from .ids import ConnectionId, InvalidId, MappingId, connection_id_problem
 
 if TYPE_CHECKING:
+    from .mappings import Mapper
     from .provider import ImmutaProvider
 
 POSTGRES_MODES = ("username", "unset", "none")
@@ -42,6 +44,7 @@ POSTGRES_BLOCK = Block(
             STRING,
             'PostgreSQL username (with `mode = "username"`); case-insensitive.',
             optional=True,
+            semantically_equal=rules.same_in_any_case,
             validators=[
                 Check(
                     lambda v: rules.text_problem(v, "PostgreSQL username"),
@@ -83,11 +86,7 @@ USER_MAPPING_SCHEMA = Schema(
                 required=True,
                 plan_modifiers=[RequiresReplace()],
                 validators=[
-                    Check(
-                        lambda v: rules.text_problem(v, "connection ID", 1024),
-                        "a connection ID",
-                        "Invalid connection ID",
-                    )
+                    Check(connection_id_problem, "a connection ID", "Invalid connection ID")
                 ],
             ),
             "immuta_user": Attribute(
@@ -144,6 +143,57 @@ class UserMappingResource(Resource):
     def validate(self, config: dict, diags: Diagnostics) -> None:
         validate_postgres_block(config.get("postgres"), diags)
         validate_aws_block(config.get("aws"), diags)
+
+    def _mapper(self, ctx: Context) -> Mapper:
+        from .mappings import Mapper  # psycopg stays off the plugin's startup path
+
+        return Mapper(self.provider, ctx)
+
+    def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
+        if prior is None:
+            planned["id"] = planned_id(planned)
+        elif ctx.private == REVERIFY_MARK:
+            for name in VERIFIED:
+                planned[name] = UNKNOWN  # re-verify: a role or principal changed since apply
+        aws = config.get("aws")
+        connection_id = planned.get("connection_id")
+        if aws is not None and aws is not UNKNOWN and isinstance(connection_id, str):
+            from .mappings import check_aws_allowed
+
+            deployment = self._mapper(ctx).deployment_type(connection_id)
+            if deployment is not None:
+                check_aws_allowed(
+                    aws.get("user_type"), deployment, ConnectionId.parse(connection_id)
+                )
+
+    def create(self, planned: dict, ctx: Context) -> dict:
+        return self._mapper(ctx).apply(planned)
+
+    def update(self, prior: dict, planned: dict, ctx: Context) -> dict:
+        return self._mapper(ctx).apply(planned)
+
+    def read(self, state: dict, ctx: Context) -> dict | None:
+        return self._mapper(ctx).refresh(state)
+
+    def delete(self, state: dict, ctx: Context) -> None:
+        self._mapper(ctx).delete(state)
+
+    def import_state(self, import_id: str, ctx: Context) -> dict:
+        return self._mapper(ctx).import_mapping(import_id)
+
+
+REVERIFY_MARK = b"reverify"  # private state: a role or principal changed since the last apply
+VERIFIED = ("postgres_user_found", "effective_postgres_username", "aws_principal_arn")
+
+
+def planned_id(planned: dict) -> object:
+    connection_id, user = planned.get("connection_id"), planned.get("immuta_user")
+    if not isinstance(connection_id, str) or not isinstance(user, str):
+        return UNKNOWN
+    try:
+        return str(MappingId(ConnectionId.parse(connection_id), user))
+    except InvalidId:
+        return UNKNOWN
 
 
 def validate_postgres_block(block: dict | None, diags: Diagnostics) -> None:

@@ -1,0 +1,186 @@
+"""AWS: STS assumed roles, RDS IAM auth tokens, IAM and Identity Center look-ups.
+
+boto3 is imported on first use only: password-only configurations never load it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..framework.diagnostics import ProviderError
+from ..framework.secrets import register
+from . import rules
+
+if TYPE_CHECKING:
+    from .provider import AwsSettings
+
+NO_SUCH_ENTITY_RETRY_SECONDS = 6.0  # IAM is eventually consistent right after a create
+CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
+
+
+class AwsClient:
+    def __init__(self, settings: AwsSettings, auth_method: str) -> None:
+        self.settings = settings
+        self.auth_method = auth_method
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._assumed: tuple[Any, datetime] | None = None
+        self._clients: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ sessions
+
+    def _base_session(self) -> Any:
+        if self._session is None:
+            import boto3
+
+            s = self.settings
+            self._session = boto3.session.Session(
+                aws_access_key_id=s.access_key_id,
+                aws_secret_access_key=s.secret_access_key,
+                aws_session_token=s.session_token,
+                region_name=s.region,
+            )
+        return self._session
+
+    def session(self) -> Any:
+        """The session every call uses: the assumed role's, or the provider's keys."""
+        with self._lock:
+            if self.auth_method != "aws_assumed_role":
+                return self._base_session()
+            if (
+                self._assumed is None
+                or datetime.now(UTC) > self._assumed[1] - CREDENTIAL_REFRESH_MARGIN
+            ):
+                self._assumed = self._assume_role()
+                self._clients.clear()
+            return self._assumed[0]
+
+    def _assume_role(self) -> tuple[Any, datetime]:
+        import boto3
+
+        s = self.settings
+        sts = self._base_session().client("sts", endpoint_url=s.endpoint_url, region_name=s.region)
+        try:
+            answer = sts.assume_role(
+                RoleArn=s.role_arn,
+                RoleSessionName="terraform-provider-immuta",
+                ExternalId=s.external_id,
+                DurationSeconds=3600,
+            )
+        except Exception as exc:
+            raise aws_error(
+                exc,
+                f"Cannot assume role {s.role_arn}",
+                "Check that the role exists, that its trust policy allows this account and "
+                "requires the configured external ID (sts:ExternalId), and that the caller may "
+                "call sts:AssumeRole.",
+            ) from None
+        creds = answer["Credentials"]
+        register(creds["SecretAccessKey"])
+        register(creds["SessionToken"])
+        session = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=s.region,
+        )
+        return session, creds["Expiration"]
+
+    def client(self, service: str) -> Any:
+        session = self.session()
+        key = f"{service}:{id(session)}"
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = session.client(
+                    service,
+                    endpoint_url=self.settings.endpoint_url,
+                    region_name=self.settings.region,
+                )
+            return self._clients[key]
+
+    # ------------------------------------------------------------------ RDS IAM tokens
+
+    def rds_token(self, hostname: str, port: int, username: str) -> str:
+        """A fresh RDS IAM auth token (valid 15 minutes); minted per connection."""
+        try:
+            token = self.client("rds").generate_db_auth_token(
+                DBHostname=hostname, Port=port, DBUsername=username, Region=self.settings.region
+            )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise aws_error(
+                exc,
+                f"Cannot create an RDS IAM auth token for {username}@{hostname}:{port}",
+                "Check aws.region and the AWS credentials.",
+            ) from None
+        register(token)
+        return token
+
+    # ------------------------------------------------------------------ principals
+
+    def principal_arn(self, kind: str, name_or_arn: str, retry: bool = True) -> str | None:
+        """ARN of an existing IAM role or user (`kind` role|user), or None when absent."""
+        name = name_or_arn.rsplit("/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
+        iam = self.client("iam")
+        call: Callable[[], Any] = (
+            (lambda: iam.get_role(RoleName=name)["Role"]["Arn"])
+            if kind == "role"
+            else (lambda: iam.get_user(UserName=name)["User"]["Arn"])
+        )
+        deadline = time.monotonic() + (NO_SUCH_ENTITY_RETRY_SECONDS if retry else 0)
+        delay = 0.25
+        while True:
+            try:
+                arn = call()
+            except Exception as exc:
+                if error_code(exc) != "NoSuchEntity":
+                    raise aws_error(
+                        exc,
+                        f"Cannot look up IAM {kind} {name_or_arn!r}",
+                        f"The provider's AWS identity needs iam:Get{kind.title()}.",
+                    ) from None
+                if time.monotonic() + delay > deadline:
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if name_or_arn.startswith("arn:") and arn != name_or_arn:
+                return None  # same name, another path or account: not the principal asked for
+            return arn
+
+    def identity_center_user_exists(self, user_id: str) -> bool:
+        store_id = self.settings.identity_store_id
+        try:
+            self.client("identitystore").describe_user(IdentityStoreId=store_id, UserId=user_id)
+            return True
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise aws_error(
+                exc,
+                f"Cannot look up IAM Identity Center user {user_id!r}",
+                f"Check aws.identity_store_id ({store_id}) and identitystore:DescribeUser access.",
+            ) from None
+
+
+def error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+def aws_error(exc: Exception, summary: str, hint: str) -> ProviderError:
+    code = error_code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message") if code else None
+    reason = f"{code}: {message}" if code else f"{type(exc).__name__}: {exc}"
+    return ProviderError(summary, f"AWS answered {reason}\n\n{hint}")
+
+
+def role_name(settings: AwsSettings) -> str | None:
+    return rules.role_name_from_arn(settings.role_arn) if settings.role_arn else None
