@@ -123,7 +123,7 @@ def _name(*attributes: tuple[str, str]) -> bytes:
     return _seq(*(_tlv(0x31, _seq(_oid(oid), _tlv(0x0C, v.encode()))) for oid, v in attributes))
 
 
-def _utc_time(epoch: float) -> bytes:
+def _utc_time(epoch: float) -> bytes:  # UTCTime: RFC 5280 requires it up to 2049
     return _tlv(0x17, time.strftime("%y%m%d%H%M%SZ", time.gmtime(epoch)).encode())
 
 
@@ -133,8 +133,8 @@ def _extension(oid: str, value: bytes, critical: bool = False) -> bytes:
 
 def _pem(label: str, der: bytes) -> bytes:
     text = base64.b64encode(der).decode()
-    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
-    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+    body = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n".encode()
 
 
 def _sign(d: int, message: bytes) -> bytes:
@@ -149,6 +149,7 @@ def _sign(d: int, message: bytes) -> bytes:
 
 
 def generate_certificate() -> ServerCertificate:
+    """Key pair and certificate shaped like go-plugin's own (O=HashiCorp, CN=localhost, CA)."""
     d = secrets.randbelow(N - 1) + 1
     qx, qy = _multiply_g(d)
     public_point = b"\x04" + qx.to_bytes(32, "big") + qy.to_bytes(32, "big")
@@ -178,13 +179,14 @@ def generate_certificate() -> ServerCertificate:
         ),
     )
     cert_der = _seq(tbs, signature_algorithm, _bits(_sign(d, tbs)))
-    # PKCS#8 wrapping a SEC1 ECPrivateKey (curve given by the outer algorithm identifier).
+    # PKCS#8 around a SEC1 ECPrivateKey; the outer algorithm names the curve. (grpc also takes
+    # "EC PRIVATE KEY", but only with the curve in its [0] field; a bad key fails at bind time.)
     ec_private_key = _seq(
         _int(1), _tlv(0x04, d.to_bytes(32, "big")), _tlv(0xA1, _bits(public_point))
     )
     key_der = _seq(_int(0), ec_algorithm, _tlv(0x04, ec_private_key))
     return ServerCertificate(
-        cert_pem=_pem("CERTIFICATE", cert_der).encode(),
-        key_pem=_pem("PRIVATE KEY", key_der).encode(),
+        cert_pem=_pem("CERTIFICATE", cert_der),
+        key_pem=_pem("PRIVATE KEY", key_der),
         cert_der=cert_der,
     )

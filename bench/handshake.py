@@ -1,0 +1,164 @@
+"""Process start to go-plugin handshake line: our provider vs the Go null provider.
+
+Not a test. Run from the repository root after ``./build.sh``::
+
+    .venv/bin/python -m bench.handshake [--runs N] [--profile]
+
+Both executables run interleaved in the same environment (AutoMTLS on: PLUGIN_CLIENT_CERT is a
+real PEM client certificate, as Terraform sends). Each process is killed as soon as its first
+stdout line is read. ``--profile`` adds our startup import profile (``-X importtime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = ROOT / "dist" / "mirror" / "registry.terraform.io"
+OURS = MIRROR / "immuta-pg/immuta/0.1.0/linux_amd64/terraform-provider-immuta_v0.1.0"
+NULL = MIRROR / "hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
+MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
+TIMEOUT_S = 30.0
+
+
+def client_certificate_pem() -> str:
+    """A self-signed P-256 client certificate like the one Terraform passes to its plugins."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=30))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def plugin_environment(scratch: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "TF_LOG", "TF_LOG_PROVIDER"):
+        env.pop(name, None)
+    env.update(
+        TF_PLUGIN_MAGIC_COOKIE=MAGIC_COOKIE,
+        PLUGIN_PROTOCOL_VERSIONS="5,6",
+        PLUGIN_CLIENT_CERT=client_certificate_pem(),
+        # Killed plugins leave their sockets behind; keep them in a directory removed at the end.
+        PLUGIN_UNIX_SOCKET_DIR=scratch,
+        TMPDIR=scratch,
+    )
+    return env
+
+
+def time_to_handshake(argv: list[str], env: dict[str, str], stderr=subprocess.DEVNULL) -> float:
+    """Seconds from spawning argv to reading its handshake line on stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
+    )
+    watchdog = threading.Timer(TIMEOUT_S, proc.kill)
+    watchdog.start()
+    try:
+        line = proc.stdout.readline()
+        elapsed = time.perf_counter() - start
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    fields = line.decode(errors="replace").strip().split("|")
+    if len(fields) < 5 or fields[0] != "1":
+        raise RuntimeError(f"{argv[0]}: no handshake line (got {line[:200]!r})")
+    return elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def import_profile(env: dict[str, str], scratch: str, top: int = 10) -> list[tuple[int, int, str]]:
+    """(cumulative us, self us, module) of our real startup, up to the handshake line."""
+    log_path = os.path.join(scratch, "importtime.log")
+    with open(log_path, "wb") as log:
+        time_to_handshake([sys.executable, "-X", "importtime", str(OURS)], env, stderr=log)
+    rows = []
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        for line in log:
+            if not line.startswith("import time:") or "cumulative" in line:
+                continue
+            self_us, cumulative_us, module = line[len("import time:") :].split("|", 2)
+            rows.append((int(cumulative_us), int(self_us), module.rstrip()))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.handshake", description=__doc__)
+    parser.add_argument("--runs", type=int, default=21, help="timed runs per executable (>= 15)")
+    parser.add_argument("--profile", action="store_true", help="print our import profile top 10")
+    args = parser.parse_args(argv)
+    if args.runs < 15:
+        parser.error("--runs must be at least 15")
+    for exe in (OURS, NULL):
+        if not os.access(exe, os.X_OK):
+            parser.error(f"{exe} missing; run ./build.sh first")
+
+    scratch = tempfile.mkdtemp(prefix="bench-handshake-")
+    try:
+        env = plugin_environment(scratch)
+        executables = {"ours": [str(OURS)], "go null": [str(NULL)]}
+        for command in executables.values():  # warm the page cache, untimed
+            time_to_handshake(command, env)
+        samples: dict[str, list[float]] = {name: [] for name in executables}
+        for _ in range(args.runs):
+            for name, command in executables.items():
+                samples[name].append(time_to_handshake(command, env) * 1000)
+
+        print(f"process start -> handshake line, {args.runs} interleaved runs each (ms)")
+        print(f"{'':10}{'median':>10}{'p90':>10}{'min':>10}")
+        for name, values in samples.items():
+            print(
+                f"{name:10}{statistics.median(values):10.1f}{percentile(values, 0.9):10.1f}"
+                f"{min(values):10.1f}"
+            )
+        ours, null = samples["ours"], samples["go null"]
+        print(
+            f"{'ours/null':10}{statistics.median(ours) / statistics.median(null):10.2f}"
+            f"{percentile(ours, 0.9) / percentile(null, 0.9):10.2f}{min(ours) / min(null):10.2f}"
+        )
+
+        if args.profile:
+            print("\nstartup import profile, top 10 by cumulative time (us)")
+            print(f"{'cumulative':>12}{'self':>10}  module")
+            for cumulative, self_us, module in import_profile(env, scratch):
+                print(f"{cumulative:12}{self_us:10}  {module}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
