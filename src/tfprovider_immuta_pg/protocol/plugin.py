@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 
-from ..framework.provider import Provider
-from . import logs
+if TYPE_CHECKING:
+    from ..framework.provider import Provider
 
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -49,6 +49,49 @@ def check_protocol_versions() -> None:
         sys.exit(1)
 
 
+class DeferredServices(grpc.GenericRpcHandler):
+    """Every service, loaded in the background once the handshake line is out.
+
+    Terraform reads the handshake line, then dials and negotiates TLS; loading
+    the provider (stubs, schemas) meanwhile keeps it off the startup path. A
+    call arriving first waits for the load.
+    """
+
+    def __init__(self, load: Callable[[DeferredServices], None]) -> None:
+        self._load = load
+        self._ready = threading.Event()
+        self._handlers: list[grpc.GenericRpcHandler] = []
+        self._failure: BaseException | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="load-services", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._load(self)
+        except BaseException as exc:  # reported on every call rather than lost in a thread
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    # The generated add_*_to_server functions register through these two methods.
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self._handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
+        self._handlers.append(grpc.method_handlers_generic_handler(service, handlers))
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails):
+        self._ready.wait()
+        if self._failure is not None:
+            raise RuntimeError(f"provider failed to load: {self._failure}")
+        for handler in self._handlers:
+            found = handler.service(handler_call_details)
+            if found is not None:
+                return found
+        return None
+
+
 class PluginServer:
     """The gRPC server with everything go-plugin expects besides the provider."""
 
@@ -66,8 +109,11 @@ class PluginServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
+        self.provider_factory = provider_factory
+        self.provider_service = None
+        self.services = DeferredServices(self._register)
+        self.server.add_generic_rpc_handlers((self.services,))
         self.certificate = None
-        self._register(provider_factory)
         address = f"unix:{self.socket_path}"
         if tls:
             from .tls import generate_certificate
@@ -80,7 +126,7 @@ class PluginServer:
         else:
             self.server.add_insecure_port(address)
 
-    def _register(self, provider_factory: Callable[[], Provider]) -> None:
+    def _register(self, registry: DeferredServices) -> None:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
         from .gen import (
@@ -106,11 +152,11 @@ class PluginServer:
 
         health_servicer = health.HealthServicer()
         health_servicer.set("plugin", health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
-        grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(Controller(), self.server)
-        grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(Stdio(), self.server)
-        self.provider_service = ProviderService(provider_factory())
-        tfplugin6_pb2_grpc.add_ProviderServicer_to_server(self.provider_service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)
+        grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(Controller(), registry)
+        grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(Stdio(), registry)
+        self.provider_service = ProviderService(self.provider_factory())
+        tfplugin6_pb2_grpc.add_ProviderServicer_to_server(self.provider_service, registry)
 
     @property
     def handshake_line(self) -> str:
@@ -121,7 +167,10 @@ class PluginServer:
         self.server.start()
 
     def stop(self) -> None:
-        self.provider_service.stop_signal.stop()
+        import shutil
+
+        if self.provider_service is not None:
+            self.provider_service.stop_signal.stop()
         self.server.stop(grace=1).wait()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
@@ -138,6 +187,9 @@ def serve(provider_factory: Callable[[], Provider]) -> None:
     stdout.write(server.handshake_line + "\n")
     stdout.flush()
     sys.stdout = sys.stderr  # stray prints must not reach go-plugin's handshake reader
+    server.services.start()
+    from . import logs
+
     logs.log(
         "debug", "plugin started", socket=server.socket_path, tls=server.certificate is not None
     )
