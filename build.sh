@@ -75,7 +75,7 @@ case "${1:-build}" in
     build
     bash tools/install-test-servers.sh
     shift || true
-    "$VENV/bin/ruff" check src tests
+    "$VENV/bin/ruff" check src tests tools bench
     exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
     ;;
   demo)
@@ -91,8 +91,8 @@ case "${1:-build}" in
     ;;
   lint)
     build >/dev/null
-    "$VENV/bin/ruff" check src tests
-    "$VENV/bin/ruff" format --check src tests
+    "$VENV/bin/ruff" check src tests tools bench
+    "$VENV/bin/ruff" format --check src tests tools bench
     ;;
   *) echo "usage: $0 [build|test|demo|bench|lint]" >&2; exit 2 ;;
 esac
