@@ -117,6 +117,10 @@ def conn_state(**values) -> dict:
         "data_object_count": 12,
         "skipped_object_count": 0,
         "registered_at": "2026-01-02T03:04:05Z",
+        "object_sync": "plan",
+        "object_sync_status": "in sync",
+        "include": None,
+        "exclude": None,
     }
     state.update(values)
     return state
@@ -124,8 +128,10 @@ def conn_state(**values) -> dict:
 
 def config_of_state(state: dict) -> dict:
     """The configuration matching a state: computed-only attributes null."""
+    attributes = CONNECTION_SCHEMA.block.attributes
     return {
-        k: (v if CONNECTION_SCHEMA.block.attributes[k].required else None) for k, v in state.items()
+        k: v if k not in attributes or attributes[k].required or k == "object_sync" else None
+        for k, v in state.items()
     }
 
 
@@ -200,7 +206,7 @@ MAPPING_ATTRIBUTES = {
     "aws_principal_arn": "computed",
 }
 # DESIGN.md section 8 may add these (never required) to the connection.
-CONNECTION_EXTENSIONS = {"object_sync", "include", "exclude"}
+CONNECTION_EXTENSIONS = {"object_sync", "object_sync_status", "include", "exclude"}
 
 
 def _attributes(block: pb.Schema.Block) -> dict[str, pb.Schema.Attribute]:
@@ -678,7 +684,7 @@ def test_plan_user_mapping_create_defaults(grpc_stub) -> None:
 def test_apply_create_without_configuration_fails_cleanly(grpc_stub, grpc_servicer) -> None:
     config = conn_config(hostname="127.0.0.1", port=1)
     planned = dict.fromkeys(CONN_TYPE.attributes, UNKNOWN)
-    planned.update(config, on_missing_privileges="error")
+    planned.update(config, on_missing_privileges="error", include=None, exclude=None)
     request = pb.ApplyResourceChange.Request(
         type_name=CONN,
         prior_state=dv(None, CONN_TYPE),

@@ -11,6 +11,7 @@ from ..framework.schema import (
     Block,
     Check,
     IntBetween,
+    NestedBlock,
     OneOf,
     RequiresReplace,
     Schema,
@@ -26,6 +27,31 @@ if TYPE_CHECKING:
     from .registrar import Registrar
 
 ON_MISSING_PRIVILEGES = ("error", "skip")
+OBJECT_SYNC_MODES = ("plan", "off")
+SYNCED = "in sync"
+SYNC_OFF = "off"
+
+
+def _filter_block(what: str) -> Block:
+    def patterns(kind: str) -> Attribute:
+        return Attribute(
+            List(STRING),
+            f"{what}: {kind} name patterns (shell-style `*`, `?`, `[...]`; case-sensitive).",
+            optional=True,
+        )
+
+    return Block(
+        description=f"{what} (crawl filters; by default every supported object is registered). "
+        "An object is registered when its database, schema and name match every `include` "
+        "list given and no `exclude` pattern.",
+        attributes={
+            "databases": patterns("database"),
+            "schemas": patterns("schema"),
+            "objects": patterns("object"),
+        },
+    )
+
+
 _KEEP = [UseStateForUnknown()]
 
 CONNECTION_SCHEMA = Schema(
@@ -92,6 +118,22 @@ CONNECTION_SCHEMA = Schema(
                 default="error",
                 validators=[OneOf(ON_MISSING_PRIVILEGES)],
             ),
+            "object_sync": Attribute(
+                STRING,
+                "`plan` (default): each refresh checks cheaply (a catalog fingerprint per "
+                "database) for objects added or dropped since the last crawl; when there are "
+                "any, the plan shows an in-place sync naming how many, and apply re-crawls and "
+                "registers the difference. `off`: no tracking.",
+                default="plan",
+                validators=[OneOf(OBJECT_SYNC_MODES)],
+            ),
+            "object_sync_status": Attribute(
+                STRING,
+                "`in sync`, `off`, or how many objects appeared and disappeared since the last "
+                "crawl (found by refresh; the next apply syncs them).",
+                computed=True,
+                plan_modifiers=_KEEP,
+            ),
             "id": Attribute(
                 STRING,
                 "`hostname:port/database/display_name`; the import ID.",
@@ -141,6 +183,10 @@ CONNECTION_SCHEMA = Schema(
                 plan_modifiers=_KEEP,
             ),
         },
+        blocks={
+            "include": NestedBlock(_filter_block("Register only what matches")),
+            "exclude": NestedBlock(_filter_block("Leave out what matches")),
+        },
     )
 )
 
@@ -156,11 +202,16 @@ class ConnectionResource(Resource):
         check_deployment_auth(planned.get("deployment_type"), self.provider, ctx.diags)
         if prior is None:
             planned["id"] = planned_id(planned)
+            planned["object_sync_status"] = expected_sync_status(planned)
             return
-        if any(prior.get(a) != planned.get(a) for a in REVERIFIED_ON_UPDATE):
+        sync_pending = planned.get("object_sync") == "plan" and prior.get(
+            "object_sync_status"
+        ) not in (None, SYNCED)
+        if sync_pending or any(prior.get(a) != planned.get(a) for a in REVERIFIED_ON_UPDATE):
             # The update re-checks and re-crawls the server: its findings are not known yet.
             for name in RECRAWLED:
                 planned[name] = UNKNOWN
+            planned["object_sync_status"] = expected_sync_status(planned)
         if prior.get("hostname") != planned.get("hostname") or prior.get("port") != planned.get(
             "port"
         ):
@@ -187,7 +238,15 @@ class ConnectionResource(Resource):
         return self._registrar(ctx).import_connection(import_id)
 
 
-REVERIFIED_ON_UPDATE = ("hostname", "port", "deployment_type", "on_missing_privileges")
+REVERIFIED_ON_UPDATE = (
+    "hostname",
+    "port",
+    "deployment_type",
+    "on_missing_privileges",
+    "object_sync",
+    "include",
+    "exclude",
+)
 RECRAWLED = (
     "server_version",
     "auth_method",
@@ -196,6 +255,12 @@ RECRAWLED = (
     "data_object_count",
     "skipped_object_count",
 )
+
+
+def expected_sync_status(planned: dict) -> object:
+    """Right after a crawl the registration is in sync (or sync is off)."""
+    mode = planned.get("object_sync")
+    return UNKNOWN if mode is UNKNOWN else (SYNCED if mode == "plan" else SYNC_OFF)
 
 
 def planned_id(planned: dict) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -118,6 +119,57 @@ def crawl_database(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
                 CatalogObject(database, schema, name, OBJECT_TYPES[kind], missing)
             )
     return catalog
+
+
+_FINGERPRINT_QUERY = f"""
+SELECT md5(coalesce(string_agg(format('%I.%I:%s', n.nspname, c.relname, c.relkind), ','
+                               ORDER BY n.nspname, c.relname), ''))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {SYSTEM_SCHEMA_FILTER}
+"""
+
+
+def catalog_fingerprint(conn: psycopg.Connection) -> str:
+    """A digest of a database's supported objects: it changes when one appears or goes.
+
+    Computed by the server; only 32 characters travel, whatever the catalog's size.
+    """
+    return conn.execute(_FINGERPRINT_QUERY).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional include/exclude name patterns (shell-style, case-sensitive)."""
+
+    include: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, include: dict | None, exclude: dict | None) -> Filters:
+        def patterns(block: dict | None) -> dict[str, tuple[str, ...]]:
+            return {k: tuple(v) for k, v in (block or {}).items() if v}
+
+        return cls(patterns(include), patterns(exclude))
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Filters:
+        data = data or {}
+        return cls.from_config(data.get("include"), data.get("exclude"))
+
+    def _passes(self, kind: str, name: str) -> bool:
+        include, exclude = self.include.get(kind), self.exclude.get(kind, ())
+        if include and not any(fnmatchcase(name, p) for p in include):
+            return False
+        return not any(fnmatchcase(name, p) for p in exclude)
+
+    def database(self, name: str) -> bool:
+        return self._passes("databases", name)
+
+    def schema(self, name: str) -> bool:
+        return self._passes("schemas", name)
+
+    def object(self, o: CatalogObject) -> bool:
+        return self.schema(o.schema) and self._passes("objects", o.name)
 
 
 def user_objects_outside(conn: psycopg.Connection, state_schema: str) -> list[str]:

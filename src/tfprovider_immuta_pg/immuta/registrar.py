@@ -8,12 +8,14 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ..framework.diagnostics import ProviderError
 from ..framework.provider import Context
 from . import inspector, store
+from .connection import SYNC_OFF, SYNCED
 from .ids import ConnectionId, InvalidId
-from .inspector import CatalogObject, DatabaseCatalog, MissingPrivileges, ServerFacts
+from .inspector import CatalogObject, DatabaseCatalog, Filters, MissingPrivileges, ServerFacts
 from .pg import Target
 
 if TYPE_CHECKING:
@@ -25,12 +27,16 @@ MAX_LISTED = 200
 
 @dataclass
 class Survey:
-    """What create and update learn about a server before writing anything."""
+    """What a look at the server finds, before anything is written."""
 
     facts: ServerFacts
-    databases: list[str] = field(default_factory=list)
-    objects: list[CatalogObject] = field(default_factory=list)
+    target: Target
+    foreign: list[str] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)  # governed databases
+    objects: list[CatalogObject] = field(default_factory=list)  # governable objects
     skipped: int = 0
+    missing: MissingPrivileges | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 class Registrar:
@@ -49,7 +55,7 @@ class Registrar:
             try:
                 with store.write_transaction(conn):
                     store.insert_connection(conn, self._row(planned, survey))
-                    store.replace_data_objects(conn, key, survey.objects)
+                    self._write_catalog(conn, key, survey)
                     row = store.get_connection(conn, key)
             except store.DuplicateConnection as dup:
                 raise _duplicate_error(key, target, dup.existing) from None
@@ -71,11 +77,16 @@ class Registrar:
                 values = self._row(planned, survey)
                 del values["connection_key"]
                 store.update_connection(conn, key, values)
-            store.replace_data_objects(conn, key, survey.objects)
+            self._write_catalog(conn, key, survey)
             row = store.get_connection(conn, key)
         if moved and old != new:
             self._remove_old_registration(old, key)
         return state_from(row)
+
+    @staticmethod
+    def _write_catalog(conn: psycopg.Connection, key: str, survey: Survey) -> None:
+        store.sync_data_objects(conn, key, survey.objects)
+        store.save_fingerprints(conn, key, survey.fingerprints)
 
     def _remove_old_registration(self, old: Target, key: str) -> None:
         try:
@@ -106,24 +117,27 @@ class Registrar:
             "on_missing_privileges": planned["on_missing_privileges"],
             "databases": survey.databases,
             "skipped_object_count": survey.skipped,
+            "object_sync": planned.get("object_sync") or "plan",
+            # As configured, so Read gives back exactly what the user wrote.
+            "filters": Jsonb(
+                {"include": planned.get("include"), "exclude": planned.get("exclude")}
+            ),
         }
 
     def survey(self, target: Target, planned: dict) -> Survey:
-        """Version, privileges and catalog of the server; raises when it cannot be registered."""
-        with self.provider.connect(target, self.ctx) as conn:
-            facts = inspector.server_facts(conn)
-            if not facts.supported:
-                raise ProviderError(
-                    f"PostgreSQL {facts.version} is not supported",
-                    f"{target.hostname}:{target.port} runs PostgreSQL {facts.version}; Immuta "
-                    "registers PostgreSQL 16 and 17 only. Upgrade the server or point hostname "
-                    "at a supported one.",
-                    ("hostname",),
-                )
-            databases = inspector.databases_to_protect(conn, target.database)
-            foreign = inspector.user_objects_outside(conn, store.SCHEMA)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        """Look at the server; raise when it cannot be registered as `planned` asks."""
+        survey = self.inspect(target, filters_of(planned))
+        facts = survey.facts
+        if not facts.supported:
+            raise ProviderError(
+                f"PostgreSQL {facts.version} is not supported",
+                f"{target.hostname}:{target.port} runs PostgreSQL {facts.version}; Immuta "
+                "registers PostgreSQL 16 and 17 only. Upgrade the server or point hostname "
+                "at a supported one.",
+                ("hostname",),
+            )
+        if survey.foreign:
+            shown = ", ".join(survey.foreign[:5]) + (", ..." if len(survey.foreign) > 5 else "")
             self.ctx.diags.warning(
                 "The Immuta database is not dedicated to Immuta",
                 f"{target.where} holds other objects ({shown}). Immuta keeps its state there; "
@@ -131,60 +145,77 @@ class Registrar:
                 "Create a separate database for Immuta and point `database` at it.",
                 ("database",),
             )
-        catalogs, unreachable = self._crawl(target, [d.name for d in databases])
+        if survey.missing:
+            self._report_missing(planned, target, survey.missing, survey)
+        return survey
+
+    def inspect(self, target: Target, filters: Filters, only: list[str] | None = None) -> Survey:
+        """Version, privileges and catalog, without judging; `only` limits the databases."""
+        with self.provider.connect(target, self.ctx) as conn:
+            facts = inspector.server_facts(conn)
+            databases = [
+                d
+                for d in inspector.databases_to_protect(conn, target.database)
+                if filters.database(d.name) and (only is None or d.name in only)
+            ]
+            foreign = inspector.user_objects_outside(conn, store.SCHEMA)
+        catalogs, unreachable, prints = self._crawl(target, [d.name for d in databases])
         missing = MissingPrivileges(
             facts.current_user, createrole=facts.superuser or facts.createrole
         )
+        survey = Survey(facts, target, foreign, missing=missing, fingerprints=prints)
         if not facts.superuser:
             missing.databases = [d.name for d in databases if not d.connect_grantable]
             missing.databases += [d for d in unreachable if d not in missing.databases]
-            for catalog in catalogs:
-                missing.schemas += [(catalog.database, s) for s in catalog.schemas_missing_usage]
-                missing.objects += [o for o in catalog.objects if o.missing]
-        survey = Survey(facts)
-        blocked_dbs = set(missing.databases)
-        blocked_schemas = set(missing.schemas)
+        blocked_schemas: set[tuple[str, str]] = set()
         total = 0
         for catalog in catalogs:
-            total += len(catalog.objects)
-            if catalog.database in blocked_dbs:
+            wanted = [o for o in catalog.objects if filters.object(o)]
+            total += len(wanted)
+            if not facts.superuser:
+                schemas = [s for s in catalog.schemas_missing_usage if filters.schema(s)]
+                missing.schemas += [(catalog.database, s) for s in schemas]
+                blocked_schemas.update((catalog.database, s) for s in schemas)
+                missing.objects += [o for o in wanted if o.missing]
+            if catalog.database in missing.databases:
                 continue
             survey.databases.append(catalog.database)
             survey.objects += [
-                o
-                for o in catalog.objects
-                if not o.missing and (o.database, o.schema) not in blocked_schemas
+                o for o in wanted if not o.missing and (o.database, o.schema) not in blocked_schemas
             ]
         survey.skipped = total - len(survey.objects)
-        if missing:
-            self._report_missing(planned, target, missing, survey)
         return survey
 
     def _crawl(
-        self, target: Target, databases: list[str]
-    ) -> tuple[list[DatabaseCatalog], list[str]]:
-        """One catalog query per database, databases in parallel on a bounded pool."""
+        self, target: Target, databases: list[str], catalog: bool = True
+    ) -> tuple[list[DatabaseCatalog], list[str], dict[str, str]]:
+        """Fingerprint (and, with `catalog`, crawl) each database: one catalog query per
+        database, databases in parallel on a bounded pool. The fingerprint is taken first,
+        so an object created during the crawl shows up as a change at the next refresh."""
 
-        def crawl(database: str) -> DatabaseCatalog | None | str:
+        def crawl(database: str) -> tuple[str, DatabaseCatalog | None | str, str | None]:
             where = Target(target.hostname, target.port, database)
             try:
                 with self.provider.connect(where, self.ctx) as conn:
-                    return inspector.crawl_database(conn, database)
+                    print_ = inspector.catalog_fingerprint(conn)
+                    found = inspector.crawl_database(conn, database) if catalog else None
+                    return database, found, print_
             except ProviderError as exc:
                 text = exc.detail.lower()
                 if "does not exist" in text:
-                    return None  # dropped while we looked: nothing to register
+                    return database, None, None  # dropped while we looked: nothing to register
                 if "permission denied" in text or "not permitted" in text:
-                    return database
+                    return database, database, None
                 raise
 
         if not databases:
-            return [], []
+            return [], [], {}
         with ThreadPoolExecutor(max_workers=min(CRAWL_WORKERS, len(databases))) as pool:
             results = list(pool.map(crawl, databases))
-        catalogs = [r for r in results if isinstance(r, DatabaseCatalog)]
-        unreachable = [r for r in results if isinstance(r, str)]
-        return catalogs, unreachable
+        catalogs = [r for _, r, _ in results if isinstance(r, DatabaseCatalog)]
+        unreachable = [r for _, r, _ in results if isinstance(r, str)]
+        prints = {name: p for name, _, p in results if p is not None}
+        return catalogs, unreachable, prints
 
     def _report_missing(
         self, planned: dict, target: Target, missing: MissingPrivileges, survey: Survey
@@ -236,12 +267,55 @@ class Registrar:
                     return None
                 facts = inspector.server_facts(conn)
                 lost = [] if facts.superuser else _lost_connect(conn, row.databases)
+                stored_prints = store.fingerprints(conn, key)
         except ProviderError as exc:
             if f"database {target.database!r} does not exist" in exc.detail:
                 return None  # the Immuta database is gone, and the registration with it
             raise
         self._warn_changes(key, target, row, facts, lost)
-        return state_from(row)
+        status = SYNC_OFF
+        if row.object_sync == "plan":
+            status = self._sync_status(target, row, stored_prints)
+        return state_from(row, status)
+
+    def _sync_status(self, target: Target, row: store.ConnectionRow, stored: dict[str, str]) -> str:
+        """Objects added or dropped since the last crawl, found cheaply.
+
+        Each database's fingerprint is compared with the one saved at the last crawl;
+        only databases whose fingerprint differs (or that appeared or went) are crawled.
+        """
+        filters = Filters.from_json(row.filters)
+        with self.provider.connect(target, self.ctx) as conn:
+            names = [
+                d.name
+                for d in inspector.databases_to_protect(conn, target.database)
+                if filters.database(d.name)
+            ]
+        _, _, current = self._crawl(target, names, catalog=False)
+        changed = sorted(
+            {db for db, p in current.items() if stored.get(db) != p} | (set(stored) - set(current))
+        )
+        if not changed:
+            return SYNCED
+        survey = self.inspect(target, filters, only=changed)
+        now = {(o.database, o.schema, o.name, o.object_type) for o in survey.objects}
+        with self.provider.connect(target, self.ctx) as conn:
+            before = store.object_keys(conn, row.connection_key, changed)
+        added, removed = sorted(now - before), sorted(before - now)
+        if not added and not removed:
+            return SYNCED
+        examples = [f"+ {'.'.join(k[:3])}" for k in added[:10]]
+        examples += [f"- {'.'.join(k[:3])}" for k in removed[:10]]
+        status = f"{len(added)} objects appeared, {len(removed)} disappeared since the last crawl"
+        self.ctx.diags.warning(
+            f"Connection {row.connection_key!r}: {status}",
+            "Object sync found changes on the server that the registration does not cover yet:\n"
+            + "\n".join(examples)
+            + ("\n..." if len(added) + len(removed) > len(examples) else "")
+            + '\n\nApply to re-crawl and register them (object_sync = "plan"), or set '
+            'object_sync = "off" to stop tracking.',
+        )
+        return status
 
     def _warn_changes(
         self,
@@ -338,8 +412,18 @@ def _duplicate_error(key: str, target: Target, existing: dict[str, Any]) -> Prov
     )
 
 
-def state_from(row: store.ConnectionRow) -> dict:
+def filters_of(values: dict) -> Filters:
+    return Filters.from_config(values.get("include"), values.get("exclude"))
+
+
+def state_from(row: store.ConnectionRow, status: str | None = None) -> dict:
+    if status is None:
+        status = SYNCED if row.object_sync == "plan" else SYNC_OFF
     return {
+        "object_sync": row.object_sync,
+        "object_sync_status": status,
+        "include": row.filters.get("include"),
+        "exclude": row.filters.get("exclude"),
         "display_name": row.connection_key,
         "deployment_type": row.deployment_type,
         "hostname": row.hostname,

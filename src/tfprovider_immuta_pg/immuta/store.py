@@ -74,8 +74,29 @@ MIGRATIONS: list[str] = [
         ON {s}.user_mappings (connection_key, aws_principal_arn)
         WHERE aws_user_type = 'iam_role';
     """,
+    # 2: object sync and crawl filters
+    """
+    ALTER TABLE {s}.connections
+        ADD COLUMN object_sync text NOT NULL DEFAULT 'plan' CHECK (object_sync IN ('plan', 'off')),
+        ADD COLUMN filters jsonb NOT NULL DEFAULT '{{}}'::jsonb;
+    -- What each database's catalog looked like at the last crawl, to detect change cheaply.
+    CREATE TABLE {s}.crawled_databases (
+        connection_key  text NOT NULL REFERENCES {s}.connections ON DELETE CASCADE,
+        database_name   text NOT NULL,
+        fingerprint     text NOT NULL,
+        crawled_at      timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (connection_key, database_name)
+    );
+    """,
 ]
 LATEST_VERSION = len(MIGRATIONS)
+STORE_TABLES = (
+    "crawled_databases",
+    "user_mappings",
+    "data_objects",
+    "connections",
+    "schema_version",
+)
 
 
 class StoreError(Exception):
@@ -103,6 +124,8 @@ class ConnectionRow:
     databases: list[str]
     skipped_object_count: int
     registered_at: datetime
+    object_sync: str
+    filters: dict[str, Any]
     data_object_count: int
 
 
@@ -161,6 +184,7 @@ def write_transaction(
 _CONNECTION_COLUMNS = """c.connection_key, c.hostname, c.port, c.database_name,
     c.deployment_type, c.auth_method, c.username, c.server_version, c.superuser,
     c.on_missing_privileges, c.databases, c.skipped_object_count, c.registered_at,
+    c.object_sync, c.filters,
     (SELECT count(*) FROM {s}.data_objects o WHERE o.connection_key = c.connection_key)"""
 
 
@@ -215,17 +239,74 @@ def update_connection(conn: psycopg.Connection, key: str, values: dict[str, Any]
     )
 
 
-def replace_data_objects(
-    conn: psycopg.Connection, key: str, objects: Iterable[CatalogObject]
-) -> None:
-    conn.execute(_q("DELETE FROM {s}.data_objects WHERE connection_key = %s"), (key,))
-    copy_sql = _q(
-        "COPY {s}.data_objects (connection_key, database_name, schema_name, object_name, "
-        "object_type) FROM STDIN"
+ObjectKey = tuple[str, str, str, str]  # database, schema, name, type
+
+
+def object_keys(
+    conn: psycopg.Connection, key: str, databases: Iterable[str] | None = None
+) -> set[ObjectKey]:
+    """The registered objects of a connection (of some databases only, when given)."""
+    query = (
+        "SELECT database_name, schema_name, object_name, object_type FROM {s}.data_objects "
+        "WHERE connection_key = %s"
     )
-    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for o in objects:
-            copy.write_row((key, o.database, o.schema, o.name, o.object_type))
+    params: list[Any] = [key]
+    if databases is not None:
+        query += " AND database_name = ANY(%s)"
+        params.append(list(databases))
+    with conn.cursor() as cur:
+        cur.execute(_q(query), params)
+        return set(cur)
+
+
+def sync_data_objects(
+    conn: psycopg.Connection, key: str, objects: Iterable[CatalogObject]
+) -> tuple[int, int]:
+    """Make the registered objects equal `objects`, writing only the difference."""
+    wanted = {(o.database, o.schema, o.name, o.object_type) for o in objects}
+    current = object_keys(conn, key)
+    removed, added = current - wanted, wanted - current
+    if removed:
+        databases, schemas, names, _ = (list(c) for c in zip(*removed, strict=True))
+        conn.execute(
+            _q(
+                "DELETE FROM {s}.data_objects d USING unnest(%s::text[], %s::text[], %s::text[]) "
+                "AS r(db, sch, obj) WHERE d.connection_key = %s AND d.database_name = r.db "
+                "AND d.schema_name = r.sch AND d.object_name = r.obj"
+            ),
+            (databases, schemas, names, key),
+        )
+    if added:
+        copy_sql = _q(
+            "COPY {s}.data_objects (connection_key, database_name, schema_name, object_name, "
+            "object_type) FROM STDIN"
+        )
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for database, schema, name, object_type in added:
+                copy.write_row((key, database, schema, name, object_type))
+    return len(added), len(removed)
+
+
+def fingerprints(conn: psycopg.Connection, key: str) -> dict[str, str]:
+    rows = conn.execute(
+        _q(
+            "SELECT database_name, fingerprint FROM {s}.crawled_databases WHERE connection_key = %s"
+        ),
+        (key,),
+    ).fetchall()
+    return dict(rows)
+
+
+def save_fingerprints(conn: psycopg.Connection, key: str, prints: dict[str, str]) -> None:
+    conn.execute(_q("DELETE FROM {s}.crawled_databases WHERE connection_key = %s"), (key,))
+    if prints:
+        conn.execute(
+            _q(
+                "INSERT INTO {s}.crawled_databases (connection_key, database_name, fingerprint) "
+                "SELECT %s, db, fp FROM unnest(%s::text[], %s::text[]) AS t(db, fp)"
+            ),
+            (key, list(prints), list(prints.values())),
+        )
 
 
 def delete_connection(conn: psycopg.Connection, key: str) -> bool:
@@ -238,9 +319,8 @@ def delete_connection(conn: psycopg.Connection, key: str) -> bool:
     remaining = conn.execute(_q("SELECT count(*) FROM {s}.connections")).fetchone()[0]
     if remaining == 0:
         conn.execute(
-            _q(
-                "DROP TABLE {s}.user_mappings, {s}.data_objects, {s}.connections, "
-                "{s}.schema_version"
+            sql.SQL("DROP TABLE {}").format(
+                sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in STORE_TABLES)
             )
         )
         # RESTRICT: a schema that also holds somebody else's objects stays.
