@@ -1,0 +1,178 @@
+"""Object sync and crawl filters of immuta_postgres_connection, end to end."""
+
+from __future__ import annotations
+
+import pytest
+from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+
+
+def config(db: Database, extra: str = "") -> str:
+    return (
+        provider_block(db.server)
+        + f"""
+resource "immuta_postgres_connection" "main" {{
+  display_name    = "Synced"
+  deployment_type = "self_managed"
+  hostname        = {hcl_string(db.host)}
+  port            = {db.port}
+  database        = {hcl_string(db.name)}
+{extra}
+}}
+"""
+    )
+
+
+def registered(db: Database) -> set[tuple[str, str, str]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT database_name, schema_name, object_name FROM immuta.data_objects"
+        ).fetchall()
+    return set(rows)
+
+
+@pytest.fixture
+def data_db(pg_server: PostgresServer):
+    db = pg_server.temp_database(prefix="data_")
+    with db.connect() as conn:
+        conn.execute(
+            "CREATE TABLE public.orders (id int); CREATE TABLE public.tmp_scratch (id int)"
+        )
+    yield db
+    db.drop()
+
+
+def test_object_sync_plans_added_and_dropped_objects(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    terraform.write(config(immuta_db))
+    terraform.apply()
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["object_sync"] == "plan" and state["object_sync_status"] == "in sync"
+    count = state["data_object_count"]
+    assert terraform.plan().returncode == 0, "an unchanged server plans nothing"
+
+    with data_db.connect() as conn:
+        conn.execute('CREATE TABLE public."New Table" (id int); CREATE VIEW public.v AS SELECT 1')
+    plan = terraform.plan()
+    assert plan.returncode == 2
+    assert "2 objects appeared, 0 disappeared since the last crawl" in plan.text
+    assert f"+ {data_db.name}.public.New Table" in plan.text
+    assert '-> "in sync"' in plan.text and "1 to change" in plan.text
+    terraform.apply()
+    state = terraform.resources()["immuta_postgres_connection.main"]
+    assert state["data_object_count"] == count + 2 and state["object_sync_status"] == "in sync"
+    assert (data_db.name, "public", "New Table") in registered(immuta_db)
+    assert terraform.plan().returncode == 0
+
+    with data_db.connect() as conn:
+        conn.execute("DROP TABLE public.orders")
+    plan = terraform.plan()
+    assert plan.returncode == 2
+    assert "0 objects appeared, 1 disappeared since the last crawl" in plan.text
+    terraform.apply()
+    assert (data_db.name, "public", "orders") not in registered(immuta_db)
+    assert terraform.plan().returncode == 0
+
+    # A new database is noticed too.
+    extra = immuta_db.server.temp_database(prefix="late_")
+    try:
+        with extra.connect() as conn:
+            conn.execute("CREATE TABLE public.late (id int)")
+        plan = terraform.plan()
+        assert plan.returncode == 2 and "1 objects appeared" in plan.text
+    finally:
+        extra.drop()
+    assert terraform.plan().returncode == 0, "the database went again: nothing to sync"
+
+    # Off: no tracking.
+    terraform.write(config(immuta_db, '  object_sync = "off"'))
+    terraform.apply()
+    assert terraform.resources()["immuta_postgres_connection.main"]["object_sync_status"] == "off"
+    with data_db.connect() as conn:
+        conn.execute("CREATE TABLE public.untracked (id int)")
+    assert terraform.plan().returncode == 0
+
+
+def test_grants_alone_do_not_plan_a_sync(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    terraform.write(config(immuta_db))
+    terraform.apply()
+    with data_db.connect() as conn:
+        conn.execute("GRANT SELECT ON public.orders TO PUBLIC; ANALYZE public.orders")
+    assert terraform.plan().returncode == 0
+
+
+def test_include_and_exclude_filters(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    other = immuta_db.server.temp_database(prefix="other_")
+    try:
+        with other.connect() as conn:
+            conn.execute("CREATE TABLE public.kept_out (id int)")
+        filters = f"""
+  include {{
+    databases = [{hcl_string(data_db.name[:8] + "*")}]
+  }}
+  exclude {{
+    objects = ["tmp_*"]
+  }}
+"""
+        terraform.write(config(immuta_db, filters))
+        terraform.apply()
+        assert registered(immuta_db) == {(data_db.name, "public", "orders")}
+        state = terraform.resources()["immuta_postgres_connection.main"]
+        assert state["databases"] == [data_db.name]
+        assert state["include"] == {
+            "databases": [data_db.name[:8] + "*"],
+            "schemas": None,
+            "objects": None,
+        }
+        assert terraform.plan().returncode == 0
+        # Objects outside the filters never plan a sync.
+        with other.connect() as conn:
+            conn.execute("CREATE TABLE public.also_out (id int)")
+        with data_db.connect() as conn:
+            conn.execute("CREATE TABLE public.tmp_more (id int)")
+        assert terraform.plan().returncode == 0
+        # Dropping the filters is an in-place update that registers everything.
+        terraform.write(config(immuta_db))
+        plan = terraform.plan()
+        assert plan.returncode == 2 and "1 to change" in plan.stdout
+        terraform.apply()
+        assert (other.name, "public", "kept_out") in registered(immuta_db)
+        assert (data_db.name, "public", "tmp_more") in registered(immuta_db)
+    finally:
+        other.drop()
+
+
+def test_state_store_upgrades_from_version_1(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    from tfprovider_immuta_pg.immuta import store
+
+    with immuta_db.connect() as conn:
+        conn.execute("CREATE SCHEMA immuta")
+        conn.execute(
+            "CREATE TABLE immuta.schema_version (version integer PRIMARY KEY, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(store.MIGRATIONS[0].replace("{s}", "immuta"))
+        conn.execute("INSERT INTO immuta.schema_version (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO immuta.connections (connection_key, hostname, port, database_name, "
+            "deployment_type, auth_method, username, server_version, superuser, "
+            "on_missing_privileges, databases) VALUES ('Legacy', 'h', 5432, 'd', 'rds', "
+            "'password', 'u', '16.1', true, 'error', '{}')"
+        )
+    terraform.write(config(immuta_db))
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        versions = [
+            r[0] for r in conn.execute("SELECT version FROM immuta.schema_version ORDER BY 1")
+        ]
+        legacy = conn.execute(
+            "SELECT object_sync, filters FROM immuta.connections WHERE connection_key = 'Legacy'"
+        ).fetchone()
+    assert versions == [1, 2]
+    assert legacy == ("plan", {})
