@@ -248,12 +248,15 @@ class ImmutaProvider(Provider):
 
     def __init__(self) -> None:
         from .connection import ConnectionResource
+        from .data_sources import DataObjectsDataSource, PreflightDataSource
         from .user_mapping import UserMappingResource
 
         self.resources = {
             r.type_name: r for r in (ConnectionResource(self), UserMappingResource(self))
         }
-        self.data_sources = {}
+        self.data_sources = {
+            d.type_name: d for d in (PreflightDataSource(self), DataObjectsDataSource(self))
+        }
         self.functions = {}
         self.settings: Settings | None = None
         self.pool = ConnectionPool()

@@ -1,0 +1,17 @@
+# Check a server before registering it; fail `terraform plan` in CI when it is not ready.
+data "immuta_postgres_preflight" "warehouse" {
+  hostname = "db.example.internal"
+  port     = 5432
+  database = "immuta"
+}
+
+check "warehouse_ready_for_immuta" {
+  assert {
+    condition     = data.immuta_postgres_preflight.warehouse.ready
+    error_message = "Not ready: ${join("; ", data.immuta_postgres_preflight.warehouse.missing_privileges)}"
+  }
+}
+
+output "grants_to_run" {
+  value = data.immuta_postgres_preflight.warehouse.grant_statements
+}

@@ -1,0 +1,122 @@
+"""The work behind the data sources."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ..framework.diagnostics import ProviderError
+from ..framework.provider import Context
+from . import rules, store
+from .ids import ConnectionId, InvalidId
+from .inspector import Filters
+from .pg import Target
+from .registrar import Registrar
+
+if TYPE_CHECKING:
+    from .provider import ImmutaProvider
+
+
+def preflight(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
+    port = config.get("port") or 5432
+    deployment = config.get("deployment_type") or "self_managed"
+    target = Target(config["hostname"], port, config["database"])
+    survey = Registrar(provider, ctx).inspect(target, Filters())
+    missing = survey.missing
+    method = provider.settings.auth_method
+    allowed = deployment in rules.AWS_DEPLOYMENTS or method == "password"
+    return {
+        **config,
+        "port": port,
+        "deployment_type": deployment,
+        "server_version": survey.facts.version,
+        "supported": survey.facts.supported,
+        "username": survey.facts.current_user,
+        "superuser": survey.facts.superuser,
+        "auth_method_allowed": allowed,
+        "missing_privileges": [line.removeprefix("- ") for line in missing.lines()],
+        "grant_statements": missing.grants(),
+        "databases": survey.databases,
+        "object_count": len(survey.objects),
+        "skipped_object_count": survey.skipped,
+        "dedicated": not survey.foreign,
+        "foreign_objects": survey.foreign,
+        "ready": survey.facts.supported and allowed and not missing,
+    }
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A shell-style pattern as an anchored POSIX regular expression for PostgreSQL's `~`."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            start = i + 1 + (pattern[i + 1 : i + 2] == "!")
+            start += pattern[start : start + 1] == "]"  # a leading ] is a literal member
+            end = pattern.find("]", start)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def data_objects(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
+    try:
+        cid = ConnectionId.parse(config["connection_id"])
+    except InvalidId as exc:
+        raise ProviderError("Invalid connection_id", str(exc), ("connection_id",)) from None
+    target = Target(cid.hostname, cid.port, cid.database)
+    conditions = [sql.SQL("connection_key = %s")]
+    params: list = [cid.display_name]
+    for column, name in (
+        ("database_name", "database"),
+        ("schema_name", "schema"),
+        ("object_type", "object_type"),
+    ):
+        if config.get(name) is not None:
+            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(config[name])
+    if config.get("name_pattern") is not None:
+        conditions.append(sql.SQL("object_name ~ %s"))
+        params.append(glob_to_regex(config["name_pattern"]))
+    query = sql.SQL(
+        "SELECT database_name, schema_name, object_name, object_type FROM {}.data_objects "
+        "WHERE {} ORDER BY database_name, schema_name, object_name"
+    ).format(sql.Identifier(store.SCHEMA), sql.SQL(" AND ").join(conditions))
+    with provider.connect(target, ctx) as conn:
+        if store.get_connection(conn, cid.display_name) is None:
+            raise ProviderError(
+                f"Connection {cid.display_name!r} is not registered",
+                f"No connection {str(cid)!r} is registered in {target.where}.",
+                ("connection_id",),
+            )
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+    prefix = cid.display_name + "."
+    objects = [
+        {
+            "database": d,
+            "schema": s,
+            "name": n,
+            "object_type": t,
+            "full_name": f"{prefix}{d}.{s}.{n}",
+        }
+        for d, s, n, t in rows
+    ]
+    return {**config, "objects": objects, "count": len(objects)}

@@ -1,0 +1,153 @@
+"""Data sources immuta_postgres_preflight and immuta_postgres_data_objects, end to end."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from psycopg import sql
+
+
+def preflight_hcl(db: Database, extra: str = "") -> str:
+    return f"""
+data "immuta_postgres_preflight" "check" {{
+  hostname = {hcl_string(db.host)}
+  port     = {db.port}
+  database = {hcl_string(db.name)}
+{extra}
+}}
+output "preflight" {{ value = data.immuta_postgres_preflight.check }}
+"""
+
+
+@pytest.fixture
+def data_db(pg_server: PostgresServer):
+    db = pg_server.temp_database(prefix="shop_")
+    with db.connect() as conn:
+        conn.execute(
+            "CREATE TABLE public.orders (id int); CREATE TABLE public.order_lines (id int);"
+            "CREATE VIEW public.order_view AS SELECT 1 AS x; CREATE SCHEMA finance;"
+            "CREATE TABLE finance.ledger (id int)"
+        )
+    yield db
+    db.drop()
+
+
+def test_preflight_superuser_is_ready(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    terraform.write(provider_block(immuta_db.server) + preflight_hcl(immuta_db))
+    terraform.apply()
+    result = terraform.outputs()["preflight"]
+    assert result["ready"] is True and result["supported"] is True and result["superuser"] is True
+    assert result["server_version"].startswith(str(immuta_db.server.version))
+    assert result["missing_privileges"] == [] and result["grant_statements"] == []
+    assert data_db.name in result["databases"] and immuta_db.name not in result["databases"]
+    assert result["dedicated"] is True
+    with immuta_db.connect() as conn:
+        assert conn.execute("SELECT to_regnamespace('immuta')").fetchone()[0] is None, (
+            "preflight registers nothing"
+        )
+
+
+def test_preflight_reports_what_is_missing_and_gates_with_check(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    role, password = f"pre_{uuid.uuid4().hex[:8]}", "preflight-pw-1"
+    with immuta_db.server.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+    with immuta_db.connect() as conn:
+        conn.execute("CREATE TABLE public.etl (id int)")
+    provider = f'provider "immuta" {{\n  username = "{role}"\n  password = "{password}"\n}}\n'
+    gate = """
+check "immuta_ready" {
+  assert {
+    condition     = data.immuta_postgres_preflight.check.ready
+    error_message = "not ready"
+  }
+}
+"""
+    terraform.write(provider + preflight_hcl(immuta_db) + gate)
+    result = terraform.apply()
+    assert "Check block assertion failed" in result.text and "not ready" in result.text
+    out = terraform.outputs()["preflight"]
+    assert out["ready"] is False and out["superuser"] is False and out["dedicated"] is False
+    assert "public.etl" in out["foreign_objects"]
+    assert f"database {data_db.name}: CONNECT WITH GRANT OPTION" in out["missing_privileges"]
+    assert (
+        f"table {data_db.name}.finance.ledger: "
+        "SELECT, INSERT, UPDATE, DELETE, TRUNCATE WITH GRANT OPTION"
+        in out["missing_privileges"]
+    )
+    assert (
+        f'GRANT CONNECT ON DATABASE "{data_db.name}" TO "{role}" WITH GRANT OPTION;'
+        in out["grant_statements"]
+    )
+
+
+def test_preflight_postgres_15_is_not_supported(terraform: Terraform, pg15: PostgresServer) -> None:
+    db = pg15.temp_database()
+    try:
+        terraform.write(provider_block(pg15) + preflight_hcl(db))
+        terraform.apply()
+        out = terraform.outputs()["preflight"]
+        assert out["supported"] is False and out["ready"] is False
+        assert out["server_version"].startswith("15.")
+    finally:
+        db.drop()
+
+
+def test_data_objects_with_filters(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    connection = f"""
+resource "immuta_postgres_connection" "main" {{
+  display_name    = "Shop"
+  deployment_type = "self_managed"
+  hostname        = {hcl_string(immuta_db.host)}
+  port            = {immuta_db.port}
+  database        = {hcl_string(immuta_db.name)}
+}}
+data "immuta_postgres_data_objects" "all" {{
+  connection_id = immuta_postgres_connection.main.id
+  database      = {hcl_string(data_db.name)}
+}}
+data "immuta_postgres_data_objects" "orders" {{
+  connection_id = immuta_postgres_connection.main.id
+  database      = {hcl_string(data_db.name)}
+  schema        = "public"
+  object_type   = "table"
+  name_pattern  = "order*"
+}}
+output "all" {{ value = data.immuta_postgres_data_objects.all }}
+output "orders" {{ value = data.immuta_postgres_data_objects.orders }}
+"""
+    terraform.write(provider_block(immuta_db.server) + connection)
+    terraform.apply()
+    outputs = terraform.outputs()
+    assert outputs["all"]["count"] == 4
+    assert [o["name"] for o in outputs["orders"]["objects"]] == ["order_lines", "orders"]
+    first = outputs["orders"]["objects"][0]
+    assert first == {
+        "database": data_db.name,
+        "schema": "public",
+        "name": "order_lines",
+        "object_type": "table",
+        "full_name": f"Shop.{data_db.name}.public.order_lines",
+    }
+    assert terraform.plan().returncode == 0
+
+
+def test_data_objects_unregistered_connection(terraform: Terraform, immuta_db: Database) -> None:
+    missing = f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Ghost"
+    terraform.write(
+        provider_block(immuta_db.server)
+        + f'data "immuta_postgres_data_objects" "x" {{\n  connection_id = "{missing}"\n}}\n'
+    )
+    result = terraform.plan()
+    assert result.returncode == 1 and "Connection 'Ghost' is not registered" in result.text
