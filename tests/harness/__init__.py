@@ -2,6 +2,7 @@
 
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
+from .rds_front import Attempt, Key, RdsFront, check_token
 from .terraform import (
     Result,
     Terraform,
@@ -13,6 +14,10 @@ from .terraform import (
 
 __all__ = [
     "AWS_ENV",
+    "Attempt",
+    "Key",
+    "RdsFront",
+    "check_token",
     "Database",
     "MotoServer",
     "PostgresServer",

@@ -55,6 +55,22 @@ class MotoServer:
         params.update(kwargs)
         return boto3.client(service, **params)
 
+    def assumed_role(self, access_key_id: str):
+        """moto's record (role_arn, external_id, secret_access_key, session_token) of the
+        AssumeRole call that returned `access_key_id`; None if there was none.
+
+        The server runs in this process, so its random temporary credentials are readable
+        here (an RDS test front uses them to verify token signatures).
+        """
+        from moto.sts.models import sts_backends
+
+        for by_partition in list(sts_backends.values()):
+            for backend in list(by_partition.values()):
+                for role in list(backend.assumed_roles):
+                    if role.access_key_id == access_key_id:
+                        return role
+        return None
+
     def reset(self) -> None:
         """Wipe all moto state (POST /moto-api/reset)."""
         import urllib.request

@@ -42,6 +42,8 @@ class Credentials:
     sslrootcert: str | None
     connect_timeout: int
     key: str  # distinguishes credential sets in the pool without holding secrets twice
+    # For RDS IAM authentication: what signed the token ("region R, role ARN" ...), for errors.
+    iam_signer: str | None = None
 
 
 class ConnectionPool:
@@ -134,7 +136,17 @@ def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connec
 def connection_error(target: Target, creds: Credentials, exc: Exception) -> ProviderError:
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     text = str(exc).lower()
-    if "password authentication failed" in text or "pam authentication failed" in text:
+    refused = "password authentication failed" in text or "pam authentication failed" in text
+    if refused and creds.iam_signer:
+        hint = (
+            f"RDS refused the IAM auth token for database user {creds.username!r} (signed for "
+            f"{target.hostname}:{target.port}, {creds.iam_signer}). Check that the user exists "
+            "and has GRANT rds_iam, that the AWS identity may rds-db:connect on "
+            f"arn:aws:rds-db:REGION:ACCOUNT:dbuser:DB_RESOURCE_ID/{creds.username}, that "
+            "aws.region is the server's region, and that hostname is the endpoint the token "
+            "is for."
+        )
+    elif refused:
         hint = (
             f"PostgreSQL refused the credentials of user {creds.username!r}. Check the provider's "
             "username and password (or PGUSER/PGPASSWORD)."

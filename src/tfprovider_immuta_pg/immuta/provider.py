@@ -287,12 +287,19 @@ class ImmutaProvider(Provider):
                 "Set username in the provider block or the PGUSER environment variable.",
                 ("username",),
             )
+        signer = None
         if settings.auth_method == "password":
             password = settings.password
 
             def secret(target: Target) -> str | None:
                 return password
         else:
+            aws_settings = settings.aws
+            signer = f"region {aws_settings.region}, " + (
+                f"assumed role {aws_settings.role_arn}"
+                if settings.auth_method == "aws_assumed_role"
+                else f"access key {aws_settings.access_key_id}"
+            )
             aws = self.aws()
 
             def secret(target: Target) -> str | None:
@@ -305,6 +312,7 @@ class ImmutaProvider(Provider):
             sslrootcert=settings.sslrootcert,
             connect_timeout=settings.connect_timeout,
             key=f"{settings.auth_method}:{username}:{id(settings)}",
+            iam_signer=signer,
         )
 
     def aws(self) -> AwsClient:

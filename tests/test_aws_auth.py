@@ -1,0 +1,389 @@
+"""AWS authentication end to end: real terraform, moto (STS/IAM), the RDS IAM auth front
+(tests/harness/rds_front.py) and a real PostgreSQL 17 server behind it."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+import pytest
+from harness import (
+    Database,
+    Key,
+    MotoServer,
+    PostgresServer,
+    RdsFront,
+    Result,
+    Terraform,
+    hcl_string,
+)
+from psycopg import sql
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+# Fixed keys the front knows, as RDS (IAM) knows a user's keys. moto accepts any keys.
+ACCESS_KEY_ID = "AKIAIMMUTATESTKEY001"
+SECRET_ACCESS_KEY = "s3cr3t/Key+For+Immuta+Tests+0123456789ab"
+EXTERNAL_ID = "immuta-external-id-7c1e0f2b9d"
+
+
+@dataclass
+class Env:
+    """One test's world: an Immuta database on PostgreSQL 17 reached through an RDS front."""
+
+    pg: PostgresServer
+    db: Database
+    moto: MotoServer
+    front: RdsFront
+    tf: Terraform
+
+    def write(self, provider: str) -> None:
+        self.tf.write(provider + connection_hcl(self.front, self.db))
+
+
+def connection_hcl(front: RdsFront, db: Database) -> str:
+    return textwrap.dedent(
+        f"""
+        resource "immuta_postgres_connection" "main" {{
+          display_name    = "Aurora Prod"
+          deployment_type = "rds"
+          hostname        = {hcl_string(front.hostname)}
+          port            = {front.port}
+          database        = {hcl_string(db.name)}
+        }}
+        """
+    )
+
+
+def provider_hcl(auth_method: str, moto: MotoServer, username: str | None = None, **aws: str):
+    """A provider block; `aws` values are strings, written as HCL string literals."""
+    settings = {"region": REGION, "endpoint_url": moto.endpoint_url, **aws}
+    body = "\n".join(f"    {k} = {hcl_string(v)}" for k, v in settings.items())
+    user = f"  username = {hcl_string(username)}\n" if username else ""
+    return (
+        f'provider "immuta" {{\n  auth_method = "{auth_method}"\n{user}'
+        f"  connect_timeout = 5\n  aws {{\n{body}\n  }}\n}}\n"
+    )
+
+
+def access_key_provider(env: Env, user: str, **aws: str) -> str:
+    keys = {"access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET_ACCESS_KEY}
+    return provider_hcl("aws_access_key", env.moto, user, **{**keys, **aws})
+
+
+def assumed_role_provider(env: Env, role_arn: str, **aws: str) -> str:
+    # The caller's own keys (Immuta's AWS account) sign AssumeRole; moto accepts any.
+    settings = {
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "role_arn": role_arn,
+        "external_id": EXTERNAL_ID,
+        **aws,
+    }
+    return provider_hcl("aws_assumed_role", env.moto, **settings)
+
+
+def login_role(pg: PostgresServer, name: str) -> None:
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(name)))
+
+
+def drop_role(pg: PostgresServer, name: str) -> None:
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def create_iam_role(moto: MotoServer, name: str) -> str:
+    """The seed's service principal: trusts an account's root on sts:ExternalId."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+            }
+        ],
+    }
+    iam = moto.client("iam")
+    return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+def moto_keys(moto: MotoServer):
+    """Key lookup for the front: moto's (random) temporary credentials from AssumeRole."""
+
+    def lookup(access_key_id: str) -> Key | None:
+        role = moto.assumed_role(access_key_id)
+        return Key(role.secret_access_key, role.session_token) if role else None
+
+    return lookup
+
+
+def moto_authorizer(moto: MotoServer):
+    """As IAM would before RDS lets a token in: an assumed role must still exist."""
+
+    def authorize(access_key_id: str | None, user: str) -> str | None:
+        role = moto.assumed_role(access_key_id or "")
+        if role is None:
+            return None  # long-term keys: allowed
+        name = role.role_arn.rsplit("/", 1)[-1]
+        try:
+            arn = moto.client("iam").get_role(RoleName=name)["Role"]["Arn"]
+        except Exception:
+            arn = None
+        return None if arn == role.role_arn else f"no IAM role {role.role_arn}"
+
+    return authorize
+
+
+@pytest.fixture
+def env(pg17: PostgresServer, moto_server: MotoServer, tmp_path) -> Iterator[Env]:
+    db = pg17.temp_database()
+    front = RdsFront(
+        pg17,
+        hostname="127.0.0.1",
+        region=REGION,
+        keys={ACCESS_KEY_ID: SECRET_ACCESS_KEY},
+        lookup=moto_keys(moto_server),
+        authorize=moto_authorizer(moto_server),
+    ).start()
+    try:
+        yield Env(pg17, db, moto_server, front, Terraform(tmp_path / "tf"))
+    finally:
+        front.stop()
+        db.drop()
+
+
+@pytest.fixture
+def db_user(pg17: PostgresServer) -> Iterator[str]:
+    """A PostgreSQL login role for the access key's DB user (RDS: GRANT rds_iam)."""
+    name = f"immuta_admin_{uuid.uuid4().hex[:8]}"
+    login_role(pg17, name)
+    yield name
+    drop_role(pg17, name)
+
+
+@pytest.fixture
+def iam_role(pg17: PostgresServer, moto_server: MotoServer) -> Iterator[tuple[str, str]]:
+    """(role name, role ARN): an IAM role in moto and the PostgreSQL role of the same name."""
+    name = f"immuta-svc-{uuid.uuid4().hex[:8]}"
+    arn = create_iam_role(moto_server, name)
+    login_role(pg17, name)
+    yield name, arn
+    drop_role(pg17, name)
+
+
+def assert_no_secret(outputs: dict[str, str], secrets: dict[str, str]) -> None:
+    for where, text in outputs.items():
+        for what, secret in secrets.items():
+            assert secret not in text, f"{what} appears in {where}"
+
+
+def assert_refused(result: Result, front: RdsFront) -> None:
+    assert result.returncode == 1, result.output
+    assert f"Cannot connect to PostgreSQL at {front.address}" in result.text
+    assert "RDS refused the IAM auth token" in result.text
+    assert "Traceback" not in result.output
+    assert front.refused() and not front.accepted()
+
+
+# ---------------------------------------------------------------------- aws_access_key
+
+
+def test_access_key_registers_through_rds_iam_auth(env: Env, db_user: str) -> None:
+    env.write(access_key_provider(env, db_user))
+    env.tf.apply()
+    state = env.tf.resources()["immuta_postgres_connection.main"]
+    assert state["auth_method"] == "aws_access_key"
+    assert state["username"] == db_user
+    assert state["id"] == f"{env.front.address}/{env.db.name}/Aurora Prod"
+    assert state["server_version"].startswith("17")
+    accepted = env.front.accepted(db_user)
+    assert accepted and not env.front.refused()
+    assert all(a.signature_verified and a.access_key_id == ACCESS_KEY_ID for a in accepted)
+    assert {a.user for a in env.front.attempts} == {db_user}
+    with env.db.connect() as conn:
+        row = conn.execute("SELECT auth_method, username FROM immuta.connections").fetchone()
+    assert row == ("aws_access_key", db_user)
+
+    assert env.tf.plan().returncode == 0, "refresh through the front; no changes"
+    env.tf.destroy()
+
+
+def test_expired_token_fails_apply_naming_the_server(env: Env, db_user: str) -> None:
+    env.front.clock = lambda: time.time() + 901  # every token the provider mints is stale
+    env.write(access_key_provider(env, db_user))
+    result = env.tf.apply(check=False)
+    assert_refused(result, env.front)
+    assert f"'{db_user}'" in result.text
+    assert env.front.refused()[0].reason.startswith("token expired")
+
+
+def test_token_for_the_wrong_region_is_refused(env: Env, db_user: str) -> None:
+    env.write(access_key_provider(env, db_user, region="eu-west-1"))
+    result = env.tf.apply(check=False)
+    assert_refused(result, env.front)
+    assert env.front.refused()[0].reason == "token region 'eu-west-1' is not 'us-east-1'"
+
+
+def test_refused_token_hint_speaks_of_iam_not_passwords(env: Env, db_user: str) -> None:
+    env.write(access_key_provider(env, db_user, region="eu-west-1"))
+    result = env.tf.apply(check=False)
+    assert_refused(result, env.front)
+    assert "PGPASSWORD" not in result.text and "password" not in result.text.lower()
+    assert "rds-db:connect" in result.text and "rds_iam" in result.text
+    assert "eu-west-1" in result.text, "the region the token was signed for"
+
+
+# ---------------------------------------------------------------------- aws_assumed_role
+
+
+def test_assumed_role_registers_as_the_role(env: Env, iam_role: tuple[str, str]) -> None:
+    name, arn = iam_role
+    env.write(assumed_role_provider(env, arn))
+    env.tf.init()
+    trace = {"TF_LOG": "TRACE"}
+    applied = env.tf.run("apply", "-auto-approve", "-no-color", "-input=false", env=trace)
+    state = env.tf.resources()["immuta_postgres_connection.main"]
+    assert (state["auth_method"], state["username"]) == ("aws_assumed_role", name)
+
+    accepted = env.front.accepted(name)
+    assert accepted and not env.front.refused()
+    assert all(a.signature_verified and a.access_key_id.startswith("ASIA") for a in accepted)
+    role = env.moto.assumed_role(accepted[0].access_key_id)
+    assert (role.role_arn, role.external_id) == (arn, EXTERNAL_ID)
+
+    assert "provider.terraform-provider-immuta" in applied.output, "provider logs captured"
+    plan = env.tf.run("plan", "-detailed-exitcode", "-no-color", env=trace, check=False)
+    assert plan.returncode == 0, plan.output
+    secrets = {
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "external_id": EXTERNAL_ID,
+        "temporary secret key": role.secret_access_key,
+        "session token": role.session_token,
+        **{f"RDS token #{i}": a.token for i, a in enumerate(env.front.attempts)},
+    }
+    assert_no_secret(
+        {
+            "terraform.tfstate": env.tf.state_file_text(),
+            "terraform show -json": env.tf.run("show", "-json").stdout,
+            "apply output (TF_LOG=TRACE)": applied.output,
+            "plan output (TF_LOG=TRACE)": plan.output,
+        },
+        secrets,
+    )
+    env.tf.destroy()
+
+
+def test_unknown_role_is_refused_without_showing_the_external_id(env: Env) -> None:
+    arn = f"arn:aws:iam::{ACCOUNT}:role/no-such-role-{uuid.uuid4().hex[:8]}"
+    env.write(assumed_role_provider(env, arn))
+    result = env.tf.apply(check=False)
+    # moto's AssumeRole succeeds for any ARN; the front then refuses, as IAM would.
+    assert_refused(result, env.front)
+    assert env.front.refused()[0].reason == f"no IAM role {arn}"
+    assert EXTERNAL_ID not in result.output
+
+
+class StsDenies(http.server.BaseHTTPRequestHandler):
+    """An STS endpoint that refuses AssumeRole, as AWS does when the trust policy (e.g. its
+    sts:ExternalId condition) does not match; moto itself never refuses."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        arn = body["RoleArn"][0]
+        answer = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+            "<Type>Sender</Type><Code>AccessDenied</Code><Message>User: "
+            f"arn:aws:iam::210987654321:user/immuta is not authorized to perform: "
+            f"sts:AssumeRole on resource: {arn}</Message></Error>"
+            "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"
+        ).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sts_denies() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StsDenies)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_assume_role_denied_names_the_role_not_the_external_id(
+    env: Env, iam_role: tuple[str, str], sts_denies: http.server.ThreadingHTTPServer
+) -> None:
+    _, arn = iam_role
+    endpoint = f"http://127.0.0.1:{sts_denies.server_address[1]}"
+    env.write(assumed_role_provider(env, arn, endpoint_url=endpoint))
+    result = env.tf.apply(check=False)
+    assert result.returncode == 1, result.output
+    assert f"Cannot assume role {arn}" in result.text
+    assert "AccessDenied" in result.text and "sts:ExternalId" in result.text
+    assert EXTERNAL_ID not in result.output and "Traceback" not in result.output
+    [request] = sts_denies.requests
+    assert request["Action"] == ["AssumeRole"] and request["ExternalId"] == [EXTERNAL_ID]
+    assert not env.front.attempts, "no connection without credentials"
+
+
+def test_unknown_role_error_names_the_role_arn(env: Env) -> None:
+    arn = f"arn:aws:iam::{ACCOUNT}:role/no-such-role-{uuid.uuid4().hex[:8]}"
+    env.write(assumed_role_provider(env, arn))
+    result = env.tf.apply(check=False)
+    assert_refused(result, env.front)
+    assert arn in result.text
+
+
+# ---------------------------------------------------------------------- no boto3 for passwords
+
+NO_BOTO3 = """
+import sys
+from tfprovider_immuta_pg.framework.diagnostics import Diagnostics
+from tfprovider_immuta_pg.framework.provider import Context
+from tfprovider_immuta_pg.immuta.pg import Target
+from tfprovider_immuta_pg.immuta.provider import ImmutaProvider
+
+provider = ImmutaProvider()
+diags = Diagnostics()
+config = {"username": "postgres", "password": sys.argv[3], "aws": None}
+provider.validate(config, diags)
+provider.configure(config, diags)
+assert not diags.has_errors, diags
+target = Target("127.0.0.1", int(sys.argv[1]), sys.argv[2])
+with provider.connect(target, Context()) as conn:
+    assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def test_password_configuration_never_imports_boto3(pg17: PostgresServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_BOTO3, str(pg17.port), "postgres", pg17.password],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
