@@ -81,8 +81,7 @@ check "immuta_ready" {
     assert f"database {data_db.name}: CONNECT WITH GRANT OPTION" in out["missing_privileges"]
     assert (
         f"table {data_db.name}.finance.ledger: "
-        "SELECT, INSERT, UPDATE, DELETE, TRUNCATE WITH GRANT OPTION"
-        in out["missing_privileges"]
+        "SELECT, INSERT, UPDATE, DELETE, TRUNCATE WITH GRANT OPTION" in out["missing_privileges"]
     )
     assert (
         f'GRANT CONNECT ON DATABASE "{data_db.name}" TO "{role}" WITH GRANT OPTION;'

@@ -142,6 +142,6 @@ def parse_rds_db_user_arn(arn: str) -> tuple[str, str, str, str] | None:
 def policy_arn_beside(role_arn: str, path: str, policy_name: str) -> str | None:
     """The ARN a customer managed policy gets in the role's own partition and account."""
     parts = role_arn.split(":")
-    if len(parts) < 6 or not parts[0] == "arn" or not ACCOUNT_ID.match(parts[4]):
+    if len(parts) < 6 or parts[0] != "arn" or not ACCOUNT_ID.match(parts[4]):
         return None
     return f"arn:{parts[1]}:iam::{parts[4]}:policy{path}{policy_name}"

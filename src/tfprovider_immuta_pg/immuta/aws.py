@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .provider import AwsSettings
 
 NO_SUCH_ENTITY_RETRY_SECONDS = 6.0  # IAM is eventually consistent right after a create
+ASSUME_ROLE_RETRY_SECONDS = 10.0
 CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
 
 
@@ -64,21 +65,7 @@ class AwsClient:
 
         s = self.settings
         sts = self._base_session().client("sts", endpoint_url=s.endpoint_url, region_name=s.region)
-        try:
-            answer = sts.assume_role(
-                RoleArn=s.role_arn,
-                RoleSessionName="terraform-provider-immuta",
-                ExternalId=s.external_id,
-                DurationSeconds=3600,
-            )
-        except Exception as exc:
-            raise aws_error(
-                exc,
-                f"Cannot assume role {s.role_arn}",
-                "Check that the role exists, that its trust policy allows this account and "
-                "requires the configured external ID (sts:ExternalId), and that the caller may "
-                "call sts:AssumeRole.",
-            ) from None
+        answer = _assume_with_retry(sts, s)
         creds = answer["Credentials"]
         register(creds["SecretAccessKey"])
         register(creds["SessionToken"])
@@ -165,6 +152,30 @@ class AwsClient:
                 exc,
                 f"Cannot look up IAM Identity Center user {user_id!r}",
                 f"Check aws.identity_store_id ({store_id}) and identitystore:DescribeUser access.",
+            ) from None
+
+
+def _assume_with_retry(sts: Any, s: AwsSettings) -> dict:
+    deadline = time.monotonic() + ASSUME_ROLE_RETRY_SECONDS
+    while True:
+        try:
+            return sts.assume_role(
+                RoleArn=s.role_arn,
+                RoleSessionName="terraform-provider-immuta",
+                ExternalId=s.external_id,
+                DurationSeconds=3600,
+            )
+        except Exception as exc:
+            # A role created seconds ago is refused for a while (IAM propagation).
+            if error_code(exc) == "AccessDenied" and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise aws_error(
+                exc,
+                f"Cannot assume role {s.role_arn}",
+                "Check that the role exists, that its trust policy allows this account and "
+                "requires the configured external ID (sts:ExternalId), and that the caller may "
+                "call sts:AssumeRole.",
             ) from None
 
 

@@ -51,7 +51,8 @@ class RdsDbUserArn(Function):
         )
         for index, problem in enumerate(checks):
             if problem:
-                raise FunctionError(problem, index)
+                # Terraform prints 'Invalid value for "NAME" parameter: TEXT.'
+                raise FunctionError(problem.rstrip("."), index)
         return arns.rds_db_user_arn(region, account_id, db_resource_id, db_username)
 
 

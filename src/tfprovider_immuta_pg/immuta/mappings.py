@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 class Verified:
     """What the servers say about a mapping right now."""
 
-    postgres_role: str | None
     aws_principal_arn: str | None
     aws_principal_found: bool
 
@@ -51,19 +50,14 @@ class Mapper:
             raise ProviderError("Invalid connection_id", str(exc), ("connection_id",)) from None
         return cid, Target(cid.hostname, cid.port, cid.database)
 
-    def _registered(
-        self, conn: psycopg.Connection, cid: ConnectionId, target: Target
-    ) -> store.ConnectionRow:
-        row = store.get_connection(conn, cid.display_name)
-        if row is None:
-            raise ProviderError(
-                f"Connection {cid.display_name!r} is not registered",
-                f"No connection {str(cid)!r} is registered in {target.where}. Register it with an "
-                "immuta_postgres_connection first (reference its id so Terraform orders them), "
-                "or fix connection_id.",
-                ("connection_id",),
-            )
-        return row
+    def _not_registered(self, cid: ConnectionId, target: Target) -> ProviderError:
+        return ProviderError(
+            f"Connection {cid.display_name!r} is not registered",
+            f"No connection {str(cid)!r} is registered in {target.where}. Register it with an "
+            "immuta_postgres_connection first (reference its id so Terraform orders them), "
+            "or fix connection_id.",
+            ("connection_id",),
+        )
 
     # ------------------------------------------------------------------ apply
 
@@ -71,10 +65,13 @@ class Mapper:
         cid, target = self._location(planned["connection_id"])
         user = planned["immuta_user"]
         mode, username, aws_type, principal = _wanted(planned)
+        wanted_role = username if mode == "username" else user
         with self.provider.connect(target, self.ctx) as conn:
-            connection = self._registered(conn, cid, target)
-            check_aws_allowed(aws_type, connection.deployment_type, cid)
-            role = find_role(conn, mode, username, user)
+            found = store.look_up_mapping(conn, cid.display_name, user, wanted_role)
+        if found.deployment_type is None:
+            raise self._not_registered(cid, target)
+        check_aws_allowed(aws_type, found.deployment_type, cid)
+        role = pick_role(found.roles, mode, wanted_role)
         verified = self._verify_aws(aws_type, principal, retry=True)
         if aws_type in ("iam_role", "iam_user") and verified.aws_principal_arn is None:
             kind = aws_type.removeprefix("iam_")
@@ -92,7 +89,7 @@ class Mapper:
                 ("aws", "principal"),
             )
         row = store.MappingRow(
-            connection.connection_key,
+            cid.display_name,
             user,
             mode,
             username,
@@ -101,18 +98,16 @@ class Mapper:
             principal,
             verified.aws_principal_arn,
         )
-        with self.provider.connect(target, self.ctx) as conn, store.write_transaction(conn):
-            self._registered(conn, cid, target)
-            if aws_type == "iam_role":
-                holder = store.iam_role_holder(
-                    conn, row.connection_key, row.aws_principal_arn, user
-                )
-                if holder is not None:
-                    raise _role_taken(principal, holder, cid)
+        with self.provider.connect(target, self.ctx) as conn:
+            if target not in self.provider.current_stores:
+                store.ensure_current(conn)
+                self.provider.current_stores.add(target)
             try:
-                store.upsert_mapping(conn, row)
-            except psycopg.errors.UniqueViolation:
-                raise _role_taken(principal, "another Immuta user", cid) from None
+                holder = store.save_mapping(conn, row)
+            except psycopg.errors.ForeignKeyViolation:
+                raise self._not_registered(cid, target) from None
+        if holder is not None:
+            raise _role_taken(principal, holder, cid)
         self._warn_missing_role(mode, username, user, role, target)
         return state_from(planned, row, cid)
 
@@ -122,10 +117,10 @@ class Mapper:
     def _verify_aws(self, aws_type: str | None, principal: str | None, retry: bool) -> Verified:
         if aws_type in ("iam_role", "iam_user"):
             arn = self.provider.aws().principal_arn(aws_type.removeprefix("iam_"), principal, retry)
-            return Verified(None, arn, arn is not None)
+            return Verified(arn, arn is not None)
         if aws_type == "identity_center_user" and self.provider.settings.aws.identity_store_id:
-            return Verified(None, None, self.provider.aws().identity_center_user_exists(principal))
-        return Verified(None, None, True)
+            return Verified(None, self.provider.aws().identity_center_user_exists(principal))
+        return Verified(None, True)
 
     def _warn_missing_role(
         self, mode: str, username: str | None, user: str, role: str | None, target: Target
@@ -148,40 +143,31 @@ class Mapper:
         cid, target = self._location(state["connection_id"])
         user = state["immuta_user"]
         with self.provider.connect(target, self.ctx) as conn:
-            if store.get_connection(conn, cid.display_name) is None:
-                return None
-            row = store.get_mapping(conn, cid.display_name, user)
-            if row is None:
-                return None
-            role = find_role(conn, row.postgres_mode, row.postgres_username, user, strict=False)
-        verified = self._verify_aws(row.aws_user_type, row.aws_principal, retry=False)
-        changed = role != row.postgres_role or (
-            verified.aws_principal_arn != row.aws_principal_arn
-            if row.aws_user_type in ("iam_role", "iam_user")
+            row = store.look_up_mapping(conn, cid.display_name, user)
+        if row.mapping is None:
+            return None
+        stored = row.mapping
+        wanted = stored.postgres_username if stored.postgres_mode == "username" else user
+        role = pick_role(row.roles, stored.postgres_mode, wanted, strict=False)
+        verified = self._verify_aws(stored.aws_user_type, stored.aws_principal, retry=False)
+        iam = stored.aws_user_type in ("iam_role", "iam_user")
+        changed = role != stored.postgres_role or (
+            verified.aws_principal_arn != stored.aws_principal_arn
+            if iam
             else not verified.aws_principal_found
         )
         self.ctx.private = REVERIFY_MARK if changed else b""
-        live = store.MappingRow(
-            row.connection_key,
-            user,
-            row.postgres_mode,
-            row.postgres_username,
-            role,
-            row.aws_user_type,
-            row.aws_principal,
-            verified.aws_principal_arn
-            if row.aws_user_type in ("iam_role", "iam_user")
-            else row.aws_principal_arn,
+        live = replace(
+            stored,
+            postgres_role=role,
+            aws_principal_arn=verified.aws_principal_arn if iam else stored.aws_principal_arn,
         )
         return state_from(state, live, cid)
 
     def delete(self, state: dict) -> None:
         cid, target = self._location(state["connection_id"])
         try:
-            with (
-                self.provider.connect(target, self.ctx) as conn,
-                store.write_transaction(conn, create=False),
-            ):
+            with self.provider.connect(target, self.ctx) as conn:
                 store.delete_mapping(conn, cid.display_name, state["immuta_user"])
         except ProviderError as exc:
             if f"database {target.database!r} does not exist" not in exc.detail:
@@ -194,44 +180,31 @@ class Mapper:
             raise ProviderError("Invalid import ID", str(exc)) from None
         target = Target(mid.connection.hostname, mid.connection.port, mid.connection.database)
         with self.provider.connect(target, self.ctx) as conn:
-            self._registered(conn, mid.connection, target)
-            row = store.get_mapping(conn, mid.connection.display_name, mid.immuta_user)
-        if row is None:
+            found = store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
+        if found.deployment_type is None:
+            raise self._not_registered(mid.connection, target)
+        if found.mapping is None:
             raise ProviderError(
                 "Cannot import immuta_user_mapping",
                 f"Immuta user {mid.immuta_user!r} has no mapping on connection "
                 f"{str(mid.connection)!r}. Check the user name (case matters).",
             )
-        return state_from(
-            {"connection_id": str(mid.connection), "immuta_user": mid.immuta_user},
-            row,
-            mid.connection,
-        )
+        values = {"connection_id": str(mid.connection), "immuta_user": mid.immuta_user}
+        return state_from(values, found.mapping, mid.connection)
 
     def deployment_type(self, connection_id: str) -> str | None:
         """For plan-time checks: the registered connection's deployment type, if known yet."""
         cid, target = self._location(connection_id)
         with self.provider.connect(target, self.ctx) as conn:
-            row = store.get_connection(conn, cid.display_name)
-        return row.deployment_type if row else None
+            return store.look_up_mapping(conn, cid.display_name, "").deployment_type
 
 
-def find_role(
-    conn: psycopg.Connection, mode: str, username: str | None, user: str, strict: bool = True
-) -> str | None:
-    """The PostgreSQL role the mapping points at, matched case-insensitively."""
-    if mode == "none":
+def pick_role(roles: list[str], mode: str, wanted: str | None, strict: bool = True) -> str | None:
+    """The PostgreSQL role a mapping points at, among the roles matching in any case."""
+    if mode == "none" or not roles:
         return None
-    wanted = username if mode == "username" else user
-    roles = [
-        r[0]
-        for r in conn.execute(
-            "SELECT rolname FROM pg_roles WHERE lower(rolname) = lower(%s) ORDER BY rolname",
-            (wanted,),
-        )
-    ]
-    if len(roles) <= 1:
-        return roles[0] if roles else None
+    if len(roles) == 1:
+        return roles[0]
     if wanted in roles:
         return wanted
     if not strict:

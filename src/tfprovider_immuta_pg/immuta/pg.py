@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import psycopg
 
 IDLE_CHECK_SECONDS = 2.0  # a pooled connection idle longer than this is pinged before reuse
-MAX_IDLE_PER_TARGET = 8
+MAX_IDLE_PER_TARGET = 32  # above terraform's default -parallelism (10): no reconnect churn
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,10 @@ def mask_external_ids(document: Any, verify: Callable[[str], bool] | None) -> An
 def _marker(value: Any, verify: Callable[[str], bool] | None) -> str:
     if verify is None:
         return EXTERNAL_ID_UNVERIFIED
-    return EXTERNAL_ID_CONFIGURED if isinstance(value, str) and verify(value) else (
-        EXTERNAL_ID_CHANGED
+    return (
+        EXTERNAL_ID_CONFIGURED
+        if isinstance(value, str) and verify(value)
+        else (EXTERNAL_ID_CHANGED)
     )
 
 

@@ -130,7 +130,7 @@ class PrincipalWorker:
         register(value)
         return value
 
-    def _state(self, spec: Spec, role_arn: str, policy_arn: str, external_id: str) -> dict:
+    def _state(self, spec: Spec, role_arn: str, policy_arn: str) -> dict:
         return {
             "role_name": spec.role_name,
             "path": spec.path,
@@ -149,9 +149,7 @@ class PrincipalWorker:
             "policy_arn": policy_arn,
             "db_user_arn": spec.db_user_arn,
             "policy_document": policies.dumps(spec.policy_document),
-            "trust_policy": policies.dumps(
-                spec.trust_policy(policies.EXTERNAL_ID_CONFIGURED)
-            ),
+            "trust_policy": policies.dumps(spec.trust_policy(policies.EXTERNAL_ID_CONFIGURED)),
             "policy_attached": True,
             "rds_iam_granted": True,
         }
@@ -178,7 +176,7 @@ class PrincipalWorker:
                     step()
             raise
         self.ctx.private = seal_external_id(external_id)
-        return self._state(spec, role_arn, policy_arn, external_id)
+        return self._state(spec, role_arn, policy_arn)
 
     def _create_policy(self, spec: Spec) -> tuple[str, bool]:
         """(ARN, adopted): a new policy, or the leftover of a role deleted outside Terraform."""
@@ -271,8 +269,9 @@ class PrincipalWorker:
         )
         if state.get("hostname"):
             spec_target = Target(
-                state["hostname"], int(state.get("port") or 5432), state.get("database")
-                or DEFAULT_DATABASE
+                state["hostname"],
+                int(state.get("port") or 5432),
+                state.get("database") or DEFAULT_DATABASE,
             )
             username = state.get("db_username") or state["role_name"]
             new["rds_iam_granted"] = self._is_granted(spec_target, username)
@@ -302,7 +301,7 @@ class PrincipalWorker:
             old = Target(old_host, int(prior.get("port") or 5432), prior.get("database") or "")
             self._revoke(old if old.database else spec.target, old_user)
         self.ctx.private = seal_external_id(external_id)
-        return self._state(spec, role["Arn"], policy_arn, external_id)
+        return self._state(spec, role["Arn"], policy_arn)
 
     def _converge_policy(self, prior: dict, spec: Spec) -> str:
         """The policy named by `spec`, existing, current and attached; returns its ARN."""
@@ -513,7 +512,9 @@ class PrincipalWorker:
             if resources:
                 candidates.append((arn, document, resources))
         if not candidates:
-            arn = arns.policy_arn_beside(role["Arn"], role.get("Path") or "/", f"{name}-rds-connect")
+            arn = arns.policy_arn_beside(
+                role["Arn"], role.get("Path") or "/", f"{name}-rds-connect"
+            )
             document = self._default_document(arn) if arn else None
             if arn and document is not None and policies.connect_resources(document):
                 candidates.append((arn, document, policies.connect_resources(document)))

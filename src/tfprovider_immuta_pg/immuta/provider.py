@@ -249,17 +249,25 @@ class ImmutaProvider(Provider):
     def __init__(self) -> None:
         from .connection import ConnectionResource
         from .data_sources import DataObjectsDataSource, PreflightDataSource
+        from .functions import all_functions
+        from .service_principal import ServicePrincipalResource
         from .user_mapping import UserMappingResource
 
         self.resources = {
-            r.type_name: r for r in (ConnectionResource(self), UserMappingResource(self))
+            r.type_name: r
+            for r in (
+                ConnectionResource(self),
+                UserMappingResource(self),
+                ServicePrincipalResource(self),
+            )
         }
         self.data_sources = {
             d.type_name: d for d in (PreflightDataSource(self), DataObjectsDataSource(self))
         }
-        self.functions = {}
+        self.functions = all_functions()
         self.settings: Settings | None = None
         self.pool = ConnectionPool()
+        self.current_stores: set[Target] = set()  # Immuta databases whose store is up to date
         self._aws: AwsClient | None = None
 
     def credentials(self) -> Credentials:

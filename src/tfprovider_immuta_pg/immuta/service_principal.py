@@ -77,12 +77,19 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
             "with what Terraform wrote, as data (key order, whitespace, URL encoding and "
             "one-element lists never make a diff), checks the attachment and the `rds_iam` "
             "membership. Anything changed outside Terraform makes the next plan an in-place "
-            "update that restores it; a deleted role is created again.\n\n"
+            "update that restores it; a deleted role is created again (its policy, left "
+            "behind, is taken over: on create an existing policy of the same name is reused "
+            "when it only allows `rds-db:connect`; any other existing policy or role of that "
+            "name is an error, nothing is overwritten). IAM is eventually consistent: calls on "
+            "a just-created role or policy are retried for a few seconds.\n\n"
             "**Destroy** revokes `rds_iam` from `db_username` but leaves the PostgreSQL login "
             "role itself (it may own objects; drop it yourself if nothing uses it), then "
             "detaches the policy, deletes it (with its old versions) and deletes the role. "
-            "Anything already gone is skipped. Changing `db_username` revokes `rds_iam` from "
-            "the previous user and grants it to the new one.\n\n"
+            "Anything already gone is skipped; an unreachable server stops the destroy with an "
+            "error (remove the resource from state if the server is gone for good). Changing "
+            "`db_username` revokes `rds_iam` from the previous user and grants it to the new "
+            "one; changing `hostname`, `port` or `database` grants on the new server and "
+            "leaves the old one as it is.\n\n"
             "**Import** by role name. The external ID cannot be read back from AWS, nor the "
             "PostgreSQL server from IAM: the first plan after an import is an in-place update "
             "that records `hostname`, `port` and `database` and rewrites the trust policy "
@@ -95,7 +102,9 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "Name of the IAM role (1 to 64 of letters, digits and `+=,.@_-`). Changing it "
                 "replaces the service principal. The Immuta username is this name.",
                 required=True,
-                validators=[_check(arns.role_name_problem, "an IAM role name", "Invalid role name")],
+                validators=[
+                    _check(arns.role_name_problem, "an IAM role name", "Invalid role name")
+                ],
                 plan_modifiers=[RequiresReplace()],
             ),
             "path": Attribute(
@@ -138,9 +147,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "(`DbClusterResourceId`, `cluster-...`).",
                 required=True,
                 validators=[
-                    _check(
-                        arns.db_resource_id_problem, "an RDS resource ID", "Invalid resource ID"
-                    )
+                    _check(arns.db_resource_id_problem, "an RDS resource ID", "Invalid resource ID")
                 ],
             ),
             "db_username": Attribute(
@@ -349,9 +356,13 @@ class ServicePrincipalResource(Resource):
 
         user_arn = planned_db_user_arn(planned)
         planned["db_user_arn"] = user_arn
-        planned["policy_document"] = _keep_if_same(
-            prior, "policy_document", policies.dumps(policies.connect_policy(user_arn))
-        ) if isinstance(user_arn, str) else UNKNOWN
+        planned["policy_document"] = (
+            _keep_if_same(
+                prior, "policy_document", policies.dumps(policies.connect_policy(user_arn))
+            )
+            if isinstance(user_arn, str)
+            else UNKNOWN
+        )
 
         planned["trust_policy"] = UNKNOWN
         account, region = planned.get("immuta_account_id"), planned.get("region")
@@ -377,7 +388,9 @@ class ServicePrincipalResource(Resource):
         elif region is not UNKNOWN:
             problem = arns.region_problem(region)
             if problem:
-                diags.error("Invalid region", f"From the provider's aws.region: {problem}", ("region",))
+                diags.error(
+                    "Invalid region", f"From the provider's aws.region: {problem}", ("region",)
+                )
         return region
 
     @staticmethod

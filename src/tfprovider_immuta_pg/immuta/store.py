@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
-from psycopg.errors import DependentObjectsStillExist
+from psycopg.errors import DependentObjectsStillExist, UndefinedTable, UniqueViolation
 
 if TYPE_CHECKING:
     import psycopg
@@ -350,29 +350,68 @@ _MAPPING_COLUMNS = (
 )
 
 
-def get_mapping(conn: psycopg.Connection, key: str, user: str) -> MappingRow | None:
-    if schema_version(conn) == 0:
-        return None
-    row = conn.execute(
-        _q(
-            f"SELECT {_MAPPING_COLUMNS} FROM {{s}}.user_mappings "
-            "WHERE connection_key = %s AND immuta_user = %s"
-        ),
-        (key, user),
-    ).fetchone()
-    return MappingRow(*row) if row else None
+@dataclass(frozen=True)
+class MappingLookup:
+    deployment_type: str | None  # None: the connection is not registered
+    mapping: MappingRow | None
+    roles: list[str]  # PostgreSQL roles matching the wanted name in any case
 
 
-def iam_role_holder(conn: psycopg.Connection, key: str, arn: str, user: str) -> str | None:
-    """The other Immuta user already mapped to this IAM role on this connection, if any."""
-    row = conn.execute(
-        _q(
-            "SELECT immuta_user FROM {s}.user_mappings WHERE connection_key = %s "
-            "AND aws_user_type = 'iam_role' AND aws_principal_arn = %s AND immuta_user <> %s"
-        ),
-        (key, arn, user),
-    ).fetchone()
-    return row[0] if row else None
+_MAPPING_LOOKUP = f"""
+SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", "))},
+       ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
+             %(wanted)s,
+             CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
+             ORDER BY r.rolname)
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN {{s}}.connections c ON c.connection_key = %(key)s
+LEFT JOIN {{s}}.user_mappings m ON m.connection_key = c.connection_key AND m.immuta_user = %(user)s
+"""
+
+
+def look_up_mapping(
+    conn: psycopg.Connection, key: str, user: str, wanted_role: str | None = None
+) -> MappingLookup:
+    """The connection, the mapping and the candidate roles in one round trip.
+
+    `wanted_role` is the PostgreSQL name to look for; None looks for the one the stored
+    mapping points at.
+    """
+    try:
+        row = conn.execute(
+            _q(_MAPPING_LOOKUP), {"key": key, "user": user, "wanted": wanted_role}
+        ).fetchone()
+    except UndefinedTable:
+        return MappingLookup(None, None, [])
+    deployment, *mapping, roles = row
+    return MappingLookup(deployment, MappingRow(*mapping) if mapping[0] else None, roles)
+
+
+def ensure_current(conn: psycopg.Connection) -> None:
+    """Migrate the store when an older provider version created it."""
+    if schema_version(conn) != LATEST_VERSION:
+        with write_transaction(conn):
+            pass
+
+
+def save_mapping(conn: psycopg.Connection, row: MappingRow) -> str | None:
+    """Insert or update a mapping; the Immuta user already holding its IAM role, if any.
+
+    The partial unique index decides, so two concurrent applies cannot both win.
+    """
+    try:
+        with conn.transaction():
+            upsert_mapping(conn, row)
+    except UniqueViolation:
+        holder = conn.execute(
+            _q(
+                "SELECT immuta_user FROM {s}.user_mappings WHERE connection_key = %s "
+                "AND aws_user_type = 'iam_role' AND aws_principal_arn = %s"
+            ),
+            (row.connection_key, row.aws_principal_arn),
+        ).fetchone()
+        return holder[0] if holder else "another Immuta user"
+    return None
 
 
 def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
@@ -401,9 +440,8 @@ def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
 
 
 def delete_mapping(conn: psycopg.Connection, key: str, user: str) -> None:
-    if schema_version(conn) == 0:
-        return
-    conn.execute(
-        _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = %s"),
-        (key, user),
-    )
+    with suppress(UndefinedTable):  # no store: nothing to delete
+        conn.execute(
+            _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = %s"),
+            (key, user),
+        )

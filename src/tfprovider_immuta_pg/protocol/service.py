@@ -249,8 +249,9 @@ class ProviderService(pb_grpc.ProviderServicer):
 
         guarded(f"apply of {request.type_name}", diags, body)
         if diags.has_errors and not response.HasField("new_state"):
-            # Nothing changed: hand back the prior state so Terraform keeps it.
+            # Nothing changed: hand back the prior state (and its private data) to keep.
             response.new_state.CopyFrom(request.prior_state)
+            response.private = request.planned_private
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 

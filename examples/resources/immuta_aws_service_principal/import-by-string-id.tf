@@ -1,0 +1,4 @@
+import {
+  to = immuta_aws_service_principal.immuta
+  id = "immuta-svc"
+}

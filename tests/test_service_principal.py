@@ -1,0 +1,639 @@
+"""immuta_aws_service_principal end to end: real terraform, moto (IAM) and PostgreSQL 17.
+
+PostgreSQL stands in for RDS: each server gets the `rds_iam` role RDS has. Also unit tests
+of the semantic comparison of policy documents.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from harness import Key, MotoServer, PostgresServer, RdsFront, Terraform, hcl_string, provider_block
+from psycopg import sql
+
+from tfprovider_immuta_pg.immuta import policies
+from tfprovider_immuta_pg.immuta.service_principal import external_id_checker, seal_external_id
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's account
+IMMUTA_ACCOUNT = "210987654321"
+RESOURCE_ID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"
+ADDRESS = "immuta_aws_service_principal.svc"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def seed_trust(external_id: str, account: str = IMMUTA_ACCOUNT) -> dict:
+    """The seed's step 4 trust policy, verbatim."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "assumeRole",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+
+
+def seed_policy(user: str, resource_id: str = RESOURCE_ID) -> dict:
+    """The seed's step 1 policy, verbatim."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "rds-db:connect",
+                "Resource": f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{resource_id}/{user}",
+            }
+        ],
+    }
+
+
+@dataclass
+class World:
+    pg: PostgresServer
+    moto: MotoServer
+    tf: Terraform
+    role: str
+    external_id: str
+
+    @property
+    def iam(self):
+        return self.moto.client("iam")
+
+    @property
+    def policy_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:policy/{self.role}-rds-connect"
+
+    def provider(self) -> str:
+        aws = {
+            "region": hcl_string(REGION),
+            "access_key_id": '"testing"',
+            "secret_access_key": '"testing"',
+            "endpoint_url": hcl_string(self.moto.endpoint_url),
+        }
+        inner = "\n".join(f"    {k} = {v}" for k, v in aws.items())
+        return provider_block(self.pg)[:-2] + f"\n  aws {{\n{inner}\n  }}\n}}\n"
+
+    def resource(self, external_id: str | None = None, **extra: str) -> str:
+        values = {
+            "role_name": hcl_string(self.role),
+            "aws_account_id": hcl_string(ACCOUNT),
+            "db_resource_id": hcl_string(RESOURCE_ID),
+            "immuta_account_id": hcl_string(IMMUTA_ACCOUNT),
+            "external_id": hcl_string(external_id or self.external_id),
+            "hostname": hcl_string(self.pg.host),
+            "port": str(self.pg.port),
+            **extra,
+        }
+        body = "\n".join(f"  {k} = {v}" for k, v in values.items())
+        return f'resource "immuta_aws_service_principal" "svc" {{\n{body}\n}}\n'
+
+    def write(self, external_id: str | None = None, **extra: str) -> None:
+        self.tf.write(self.provider() + self.resource(external_id, **extra))
+
+    def state(self) -> dict:
+        return self.tf.resources()[ADDRESS]
+
+    def trust(self) -> dict:
+        return self.iam.get_role(RoleName=self.role)["Role"]["AssumeRolePolicyDocument"]
+
+    def policy_document(self, arn: str | None = None) -> dict:
+        arn = arn or self.policy_arn
+        policy = self.iam.get_policy(PolicyArn=arn)["Policy"]
+        version = self.iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+        return version["PolicyVersion"]["Document"]
+
+    def attached(self) -> list[str]:
+        found = self.iam.list_attached_role_policies(RoleName=self.role)["AttachedPolicies"]
+        return [p["PolicyArn"] for p in found]
+
+    def role_exists(self) -> bool:
+        return any(r["RoleName"] == self.role for r in self.iam.list_roles()["Roles"])
+
+    def policy_exists(self, arn: str | None = None) -> bool:
+        arns = [p["Arn"] for p in self.iam.list_policies(Scope="Local")["Policies"]]
+        return (arn or self.policy_arn) in arns
+
+    def membership(self, user: str | None = None) -> tuple[bool, bool] | None:
+        """(login role can log in, member of rds_iam), or None when the role is absent."""
+        with self.pg.connect() as conn:
+            row = conn.execute(
+                "SELECT rolcanlogin, pg_has_role(oid, 'rds_iam', 'MEMBER') FROM pg_roles "
+                "WHERE rolname = %s",
+                (user or self.role,),
+            ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def pg_execute(self, statement: sql.Composable) -> None:
+        with self.pg.connect() as conn:
+            conn.execute(statement)
+
+
+@pytest.fixture
+def world(pg17: PostgresServer, moto_server: MotoServer, terraform: Terraform) -> Iterator[World]:
+    with pg17.connect() as conn:
+        # RDS and Aurora servers have this role; server-wide, shared by tests, never dropped.
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+    world = World(pg17, moto_server, terraform, unique("immuta-svc-"), unique("ExtId-") + "x")
+    try:
+        yield world
+    finally:
+        with pg17.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(world.role)))
+
+
+def assert_no_external_id(world: World, *outputs: str, external_id: str | None = None) -> None:
+    secret = external_id or world.external_id
+    places = {
+        "terraform.tfstate": world.tf.state_file_text(),
+        "terraform show -json": world.tf.run("show", "-json").stdout,
+        **{f"output #{i}": text for i, text in enumerate(outputs)},
+    }
+    for where, text in places.items():
+        assert secret not in text, f"the external ID appears in {where}"
+
+
+# ---------------------------------------------------------------------- create
+
+
+def test_create_matches_the_seed_and_plans_clean(world: World) -> None:
+    world.write()
+    applied = world.tf.apply()
+    state = world.state()
+    assert state["id"] == world.role
+    assert state["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/{world.role}"
+    assert state["policy_arn"] == world.policy_arn
+    assert state["policy_name"] == f"{world.role}-rds-connect"
+    assert (state["region"], state["db_username"], state["path"]) == (REGION, world.role, "/")
+    assert (state["port"], state["database"]) == (world.pg.port, "postgres")
+    user_arn = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/{world.role}"
+    assert state["db_user_arn"] == user_arn
+    assert state["external_id"] is None
+    assert state["policy_attached"] is True and state["rds_iam_granted"] is True
+    assert json.loads(state["policy_document"]) == seed_policy(world.role)
+    assert json.loads(state["trust_policy"]) == seed_trust(policies.EXTERNAL_ID_CONFIGURED)
+
+    # In IAM: exactly the seed's documents, the policy attached.
+    assert world.trust() == seed_trust(world.external_id)
+    assert world.policy_document() == seed_policy(world.role)
+    assert world.attached() == [world.policy_arn]
+    # In PostgreSQL: the login role, a member of rds_iam.
+    assert world.membership() == (True, True)
+
+    plan = world.tf.plan()
+    assert plan.returncode == 0, plan.output
+    debug = world.tf.run(
+        "plan", "-detailed-exitcode", "-no-color", env={"TF_LOG_PROVIDER": "DEBUG"}, check=False
+    )
+    assert debug.returncode == 0 and "provider.terraform-provider-immuta" in debug.output
+    assert_no_external_id(world, applied.output, plan.output, debug.output)
+
+
+def test_existing_role_is_refused_and_nothing_is_left_behind(world: World) -> None:
+    world.iam.create_role(
+        RoleName=world.role, AssumeRolePolicyDocument=json.dumps(seed_trust("someone-else"))
+    )
+    world.write()
+    result = world.tf.apply(check=False)
+    assert result.returncode == 1
+    assert f"IAM role '{world.role}' already exists" in result.text
+    assert f"terraform import immuta_aws_service_principal.<name> {world.role}" in result.text
+    assert not world.policy_exists(), "the policy created before the failure is rolled back"
+    assert world.membership() is None
+    assert world.trust() == seed_trust("someone-else"), "the existing role is untouched"
+    world.iam.delete_role(RoleName=world.role)
+
+
+def test_unreachable_database_fails_before_iam(world: World) -> None:
+    # A database that does not exist: the connection fails before anything is created.
+    world.write(database='"no_such_database"')
+    result = world.tf.apply(check=False)
+    assert result.returncode == 1
+    assert "no_such_database" in result.text and "does not exist" in result.text
+    assert not world.role_exists() and not world.policy_exists()
+
+
+# ---------------------------------------------------------------------- drift
+
+
+def test_trust_policy_drift(world: World) -> None:
+    world.write()
+    world.tf.apply()
+
+    # The same document, keys reordered, whitespace and a one-element list: no diff.
+    same = (
+        '{ "Statement" : [ { "Condition": {"StringEquals": {"sts:ExternalId": ["'
+        + world.external_id
+        + '"]}},\n  "Action": ["sts:AssumeRole"], "Principal": {"AWS": "arn:aws:iam::'
+        + IMMUTA_ACCOUNT
+        + ':root"}, "Effect": "Allow", "Sid": "assumeRole" } ],\n "Version": "2012-10-17" }'
+    )
+    world.iam.update_assume_role_policy(RoleName=world.role, PolicyDocument=same)
+    plan = world.tf.plan()
+    assert plan.returncode == 0, plan.output
+
+    # Another external ID written outside Terraform: drift, restored by apply.
+    world.iam.update_assume_role_policy(
+        RoleName=world.role, PolicyDocument=json.dumps(seed_trust("attacker-chosen-id"))
+    )
+    drift = world.tf.plan()
+    assert drift.returncode == 2, drift.output
+    assert "1 to change" in drift.text and "0 to add" in drift.text
+    assert policies.EXTERNAL_ID_CHANGED in drift.output
+    assert "attacker-chosen-id" not in drift.output
+    world.tf.apply()
+    assert world.trust() == seed_trust(world.external_id)
+    assert world.tf.plan().returncode == 0
+
+    # Another trusted account: drift too.
+    world.iam.update_assume_role_policy(
+        RoleName=world.role, PolicyDocument=json.dumps(seed_trust(world.external_id, ACCOUNT))
+    )
+    assert world.tf.plan().returncode == 2
+    applied = world.tf.apply()
+    assert world.trust() == seed_trust(world.external_id)
+    assert_no_external_id(world, drift.output, applied.output)
+
+
+def test_detached_revoked_and_edited_are_restored(world: World) -> None:
+    world.write()
+    world.tf.apply()
+
+    world.iam.detach_role_policy(RoleName=world.role, PolicyArn=world.policy_arn)
+    drift = world.tf.plan()
+    assert drift.returncode == 2 and "1 to change" in drift.text
+    assert "policy_attached" in drift.output
+    world.tf.apply()
+    assert world.attached() == [world.policy_arn]
+
+    world.pg_execute(sql.SQL("REVOKE rds_iam FROM {}").format(sql.Identifier(world.role)))
+    drift = world.tf.plan()
+    assert drift.returncode == 2 and "rds_iam_granted" in drift.output
+    world.tf.apply()
+    assert world.membership() == (True, True)
+
+    # The PostgreSQL role dropped: created and granted again.
+    world.pg_execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(world.role)))
+    assert world.tf.plan().returncode == 2
+    world.tf.apply()
+    assert world.membership() == (True, True)
+
+    # A new default policy version written by hand: drift; the same content reformatted: none.
+    other = seed_policy("someone_else")
+    world.iam.create_policy_version(
+        PolicyArn=world.policy_arn, PolicyDocument=json.dumps(other), SetAsDefault=True
+    )
+    drift = world.tf.plan()
+    assert drift.returncode == 2 and "someone_else" in drift.output
+    world.tf.apply()
+    assert world.policy_document() == seed_policy(world.role)
+    reformatted = json.dumps(
+        {
+            "Statement": {
+                "Resource": [seed_policy(world.role)["Statement"][0]["Resource"]],
+                "Action": ["RDS-DB:Connect"],
+                "Effect": "Allow",
+            },
+            "Version": "2012-10-17",
+        },
+        indent=4,
+    )
+    world.iam.create_policy_version(
+        PolicyArn=world.policy_arn, PolicyDocument=reformatted, SetAsDefault=True
+    )
+    plan = world.tf.plan()
+    assert plan.returncode == 0, plan.output
+
+
+def test_role_deleted_outside_is_created_again(world: World) -> None:
+    world.write()
+    world.tf.apply()
+    world.iam.detach_role_policy(RoleName=world.role, PolicyArn=world.policy_arn)
+    world.iam.delete_role(RoleName=world.role)
+
+    drift = world.tf.plan()
+    assert drift.returncode == 2, drift.output
+    assert "1 to add" in drift.text and "0 to destroy" in drift.text
+    world.tf.apply()  # the policy left behind is taken over, not duplicated
+    assert world.trust() == seed_trust(world.external_id)
+    assert world.attached() == [world.policy_arn]
+    assert world.tf.plan().returncode == 0
+
+
+# ---------------------------------------------------------------------- updates
+
+
+def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -> None:
+    world.write()
+    world.tf.apply()
+    role_id = world.iam.get_role(RoleName=world.role)["Role"]["RoleId"]
+
+    rotated = unique("Rotated-") + "y"
+    world.write(external_id=rotated)
+    plan = world.tf.plan()
+    assert plan.returncode == 2, plan.output
+    assert "1 to change" in plan.text and "0 to destroy" in plan.text
+    assert "trust_policy" in plan.output
+    applied = world.tf.apply()
+    assert world.trust() == seed_trust(rotated)
+    assert world.iam.get_role(RoleName=world.role)["Role"]["RoleId"] == role_id, "not replaced"
+    assert world.tf.plan().returncode == 0
+    assert_no_external_id(world, plan.output, applied.output, external_id=rotated)
+    assert_no_external_id(world, plan.output, applied.output)
+
+    # Five versions already: the oldest non-default one makes room for the new default.
+    for i in range(4):
+        world.iam.create_policy_version(
+            PolicyArn=world.policy_arn,
+            PolicyDocument=json.dumps(seed_policy(world.role)),
+            SetAsDefault=i == 3,
+        )
+    new_id = "cluster-ZYXWVUTSRQPONMLKJIHGFEDCBA1"
+    world.write(external_id=rotated, db_resource_id=hcl_string(new_id))
+    plan = world.tf.plan()
+    assert plan.returncode == 2 and "1 to change" in plan.text and "0 to destroy" in plan.text
+    world.tf.apply()
+    assert world.policy_document() == seed_policy(world.role, new_id)
+    versions = world.iam.list_policy_versions(PolicyArn=world.policy_arn)["Versions"]
+    assert len(versions) == 5 and "v1" not in {v["VersionId"] for v in versions}
+    state = world.state()
+    assert state["db_user_arn"].endswith(f":dbuser:{new_id}/{world.role}")
+    assert world.tf.plan().returncode == 0
+
+    # Another database user: rds_iam moves from the old login role to the new one.
+    other = unique("svc_user_")
+    try:
+        world.write(
+            external_id=rotated, db_resource_id=hcl_string(new_id), db_username=hcl_string(other)
+        )
+        world.tf.apply()
+        assert world.membership(other) == (True, True)
+        assert world.membership() == (True, False), "old login role kept, rds_iam revoked"
+        assert world.policy_document() == seed_policy(other, new_id)
+        assert world.tf.plan().returncode == 0
+    finally:
+        world.pg_execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(other)))
+
+
+def test_destroy_removes_iam_and_revokes_rds_iam(world: World) -> None:
+    world.write()
+    world.tf.apply()
+    # A stale non-default version too: DeletePolicy needs them gone first on AWS.
+    world.iam.create_policy_version(
+        PolicyArn=world.policy_arn, PolicyDocument=json.dumps(seed_policy("x")), SetAsDefault=False
+    )
+    world.tf.destroy()
+    assert world.tf.resources() == {}
+    assert not world.role_exists()
+    assert not world.policy_exists()
+    assert world.membership() == (True, False), "login role left (it may own objects)"
+
+
+# ---------------------------------------------------------------------- import
+
+
+def test_import_by_role_name(world: World) -> None:
+    # The seed's steps 1-5 done by hand.
+    iam = world.iam
+    policy_arn = iam.create_policy(
+        PolicyName=f"{world.role}-rds-connect", PolicyDocument=json.dumps(seed_policy(world.role))
+    )["Policy"]["Arn"]
+    iam.create_role(
+        RoleName=world.role, AssumeRolePolicyDocument=json.dumps(seed_trust(world.external_id))
+    )
+    iam.attach_role_policy(RoleName=world.role, PolicyArn=policy_arn)
+    world.pg_execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(world.role)))
+    world.pg_execute(sql.SQL("GRANT rds_iam TO {}").format(sql.Identifier(world.role)))
+
+    world.write()
+    world.tf.init()
+    world.tf.run("import", "-no-color", ADDRESS, world.role)
+    state = world.state()
+    assert state["policy_arn"] == policy_arn
+    assert (state["db_username"], state["db_resource_id"]) == (world.role, RESOURCE_ID)
+    assert (state["immuta_account_id"], state["aws_account_id"]) == (IMMUTA_ACCOUNT, ACCOUNT)
+    assert json.loads(state["trust_policy"]) == seed_trust(policies.EXTERNAL_ID_UNVERIFIED)
+    assert state["hostname"] is None and state["rds_iam_granted"] is None
+
+    # Documented: the external ID and the server cannot be read back, so the first plan is
+    # an in-place update recording them; nothing is replaced.
+    plan = world.tf.plan()
+    assert plan.returncode == 2, plan.output
+    assert "1 to change" in plan.text and "0 to add" in plan.text and "0 to destroy" in plan.text
+    for name in ("hostname", "trust_policy", "rds_iam_granted"):
+        assert name in plan.output
+    world.tf.apply()
+    assert world.trust() == seed_trust(world.external_id)
+    assert world.tf.plan().returncode == 0
+    assert_no_external_id(world, plan.output)
+
+
+def test_import_of_an_unknown_role_fails_clearly(world: World) -> None:
+    world.write()
+    world.tf.init()
+    result = world.tf.run("import", "-no-color", ADDRESS, world.role, check=False)
+    assert result.returncode == 1
+    assert f"No IAM role named '{world.role}' exists" in result.text
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def test_invalid_arguments_are_reported_with_their_attribute(world: World) -> None:
+    world.write(
+        role_name='"has space"',
+        aws_account_id='"12345"',
+        db_resource_id='"mydb"',
+        immuta_account_id='"abc"',
+        region='"US-EAST-1"',
+        db_username='"a/b"',
+        external_id="x",
+        path='"immuta"',
+    )
+    result = world.tf.validate()
+    assert not result["valid"]
+    text = json.dumps([(d["summary"], d["detail"]) for d in result["diagnostics"]])
+    # Each error points at its attribute's line in the configuration.
+    lines = {d["snippet"]["code"].split("=")[0].strip() for d in result["diagnostics"]}
+    assert lines >= {"role_name", "aws_account_id", "db_resource_id", "external_id", "path"}
+    for expected in (
+        "is not a valid IAM role name",
+        "is not an AWS account ID",
+        "is not an RDS resource ID",
+        "is not an AWS account ID for Immuta",
+        "is not an AWS region code",
+        "contains '/'",
+        "The external ID is 1 characters long",
+        "is not a valid IAM path",
+    ):
+        assert expected in text, expected
+    assert "x" not in [w.strip("'\".,") for w in text.split()], "external ID never echoed"
+
+
+# ---------------------------------------------------------------------- the example
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aws_assumed_role"
+ACCESS_KEY_ID = "AKIAIMMUTAEXAMPLE001"
+SECRET_ACCESS_KEY = "example/Secret+Key+For+Immuta+0123456789ab"
+
+
+def test_aws_assumed_role_example(world: World, tmp_path: Path) -> None:
+    """examples/aws_assumed_role: the service principal, then a connection through it, the
+    connection reaching PostgreSQL through the RDS IAM auth front as the assumed role."""
+    pg, moto = world.pg, world.moto
+
+    def lookup(access_key_id: str) -> Key | None:
+        role = moto.assumed_role(access_key_id)
+        return Key(role.secret_access_key, role.session_token) if role else None
+
+    # The privileges Immuta needs to register the server, granted once by the master user.
+    world.pg_execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(world.role)))
+    db = pg.temp_database()
+    front = RdsFront(pg, region=REGION, keys={ACCESS_KEY_ID: SECRET_ACCESS_KEY}, lookup=lookup)
+    front.start()
+    workdir = tmp_path / "example"
+    shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    variables = {
+        "pg_host": pg.host,
+        "pg_port": str(pg.port),
+        "pg_username": pg.user,
+        "pg_password": pg.password,
+        "pg_sslmode": "prefer",
+        "iam_host": front.hostname,
+        "iam_port": str(front.port),
+        "immuta_database": db.name,
+        "aws_endpoint_url": moto.endpoint_url,
+        "aws_account_id": ACCOUNT,
+        "db_resource_id": RESOURCE_ID,
+        "role_name": world.role,
+        "immuta_account_id": IMMUTA_ACCOUNT,
+        "immuta_external_id": world.external_id,
+    }
+    env = {f"TF_VAR_{k}": v for k, v in variables.items()}
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY)
+    tf = Terraform(workdir, env=env)
+    try:
+        applied = tf.apply()
+        outputs = tf.outputs()
+        assert outputs["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/{world.role}"
+        assert outputs["connection_id"] == f"{front.address}/{db.name}/Sales RDS"
+        connection = tf.resources()["immuta_postgres_connection.rds"]
+        assert (connection["auth_method"], connection["username"]) == (
+            "aws_assumed_role",
+            world.role,
+        )
+        accepted = front.accepted(world.role)
+        assert accepted and not front.refused()
+        assumed = moto.assumed_role(accepted[0].access_key_id)
+        assert (assumed.role_arn, assumed.external_id) == (outputs["role_arn"], world.external_id)
+        assert world.trust() == seed_trust(world.external_id)
+        assert world.membership() == (True, True)
+
+        plan = tf.plan()
+        assert plan.returncode == 0, plan.output
+        assert world.external_id not in tf.state_file_text() + applied.output + plan.output
+        tf.destroy()
+        assert tf.resources() == {}
+        assert not world.role_exists() and not world.policy_exists()
+    finally:
+        front.stop()
+        db.drop()
+
+
+# ---------------------------------------------------------------------- unit: documents
+
+
+def test_same_policy_ignores_formatting() -> None:
+    a = seed_trust("id-1")
+    reordered = json.loads(json.dumps(a, sort_keys=True))
+    assert policies.same(a, reordered)
+    assert policies.same(json.dumps(a), json.dumps(a, indent=2, sort_keys=True))
+    assert policies.same(json.dumps(a), quote(json.dumps(a)))  # IAM's URL encoding
+    listy = seed_trust("id-1")
+    statement = listy["Statement"][0]
+    statement["Action"] = ["sts:AssumeRole"]
+    statement["Principal"]["AWS"] = [statement["Principal"]["AWS"]]
+    statement["Condition"]["StringEquals"]["sts:ExternalId"] = ["id-1"]
+    assert policies.same(a, listy)
+    single = dict(a, Statement=a["Statement"][0])
+    assert policies.same(a, single)
+    shouting = seed_policy("u")
+    shouting["Statement"][0]["Action"] = "RDS-DB:Connect"  # IAM actions are case-insensitive
+    assert policies.same(seed_policy("u"), shouting)
+    is_false = [
+        policies.same(a, seed_trust("id-2")),
+        policies.same(a, seed_trust("id-1", "111111111111")),
+        policies.same(seed_policy("u"), seed_policy("U")),  # resources are case-sensitive
+        policies.same(a, None),
+        policies.same("not json", "not json "),
+    ]
+    assert not any(is_false)
+    assert policies.same(None, None) and policies.same("not json", "not json")
+
+
+def test_statement_and_value_order_do_not_matter() -> None:
+    two = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["a:x", "a:y"], "Resource": "*"},
+            {"Effect": "Deny", "Action": "b:z", "Resource": ["r1", "r2"]},
+        ],
+    }
+    swapped = {
+        "Statement": [
+            {"Resource": ["r2", "r1"], "Action": "b:z", "Effect": "Deny"},
+            {"Resource": ["*"], "Action": ["a:y", "a:x"], "Effect": "Allow"},
+        ],
+        "Version": "2012-10-17",
+    }
+    assert policies.same(two, swapped)
+    swapped["Statement"][0]["Effect"] = "Allow"
+    assert not policies.same(two, swapped)
+
+
+def test_external_ids_are_masked_by_what_the_hash_says() -> None:
+    sealed = seal_external_id("the-real-id")
+    assert b"the-real-id" not in sealed
+    check = external_id_checker(sealed)
+    assert check is not None and check("the-real-id") and not check("the-real-iD")
+    assert external_id_checker(b"") is None and external_id_checker(b"{}") is None
+    ok = policies.mask_external_ids(seed_trust("the-real-id"), check)
+    assert ok == seed_trust(policies.EXTERNAL_ID_CONFIGURED)
+    changed = policies.mask_external_ids(seed_trust("other"), check)
+    assert changed == seed_trust(policies.EXTERNAL_ID_CHANGED)
+    unknown = policies.mask_external_ids(seed_trust("the-real-id"), None)
+    assert unknown == seed_trust(policies.EXTERNAL_ID_UNVERIFIED)
+    both = seed_trust("x")
+    both["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] = ["the-real-id", "y"]
+    masked = policies.mask_external_ids(both, check)
+    assert masked["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] == [
+        policies.EXTERNAL_ID_CONFIGURED,
+        policies.EXTERNAL_ID_CHANGED,
+    ]
+    assert not policies.same(masked, seed_trust(policies.EXTERNAL_ID_CONFIGURED))
+
+
+def test_connect_policy_and_trust_account_are_found() -> None:
+    assert policies.connect_resources(json.dumps(seed_policy("u"))) == [
+        f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/u"
+    ]
+    assert policies.connect_resources({"Statement": {"Effect": "Deny", "Action": "*"}}) == []
+    assert policies.trusted_account(seed_trust("x")) == IMMUTA_ACCOUNT
+    assert policies.trusted_account({"Statement": [{"Principal": "*"}]}) is None
