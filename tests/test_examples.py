@@ -3,17 +3,36 @@ clean (exit 0) and destroys; the documentation snippets validate and are formatt
 
 Runnable example folders read the same variables the demo passes: pg_host, pg_port,
 pg_username, pg_password and immuta_database (TF_VAR_* in the environment).
+
+Folders with `*.tftest.hcl` files (in the folder or its tests/) also pass `terraform test`
+in a prepared copy. Folders without one, and why:
+- data-sources/*: a data source is read at plan time from the server its snippet names
+  (db.example.internal), with nothing a test could point elsewhere; tests/test_data_sources.py
+  reads both against real servers.
+- provider: provider blocks only; Terraform configures no provider that no resource uses, so
+  `terraform test` could check nothing beyond test_doc_snippet_validates.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from harness import Database, PostgresServer, Terraform, TerraformError, terraform_env
+from harness import (
+    Database,
+    MotoServer,
+    PostgresServer,
+    Terraform,
+    TerraformError,
+    terraform_env,
+)
+from harness.aws_example import assumed_role_setup
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,25 +64,30 @@ def test_there_is_a_quickstart():
     assert EXAMPLES / "quickstart" in RUNNABLE
 
 
-@pytest.fixture
-def sample_data(pg_server: PostgresServer) -> Iterator[Database]:
-    """The login roles the examples map to, and a data database to crawl."""
-    with pg_server.connect() as conn:
+SAMPLE_SQL = """
+CREATE SCHEMA finance;
+CREATE TABLE public.orders (id int PRIMARY KEY, amount numeric);
+CREATE VIEW public.big_orders AS SELECT * FROM public.orders WHERE amount > 1000;
+CREATE TABLE finance.invoices (id int, issued date) PARTITION BY RANGE (issued);
+CREATE MATERIALIZED VIEW finance.totals AS SELECT count(*) FROM public.orders;
+"""
+
+
+def _create_sample_roles(server: PostgresServer) -> None:
+    with server.connect() as conn:
         for role in SAMPLE_ROLES:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
                 # Roles are server-wide and other tests may use them too: never dropped.
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+
+
+@pytest.fixture
+def sample_data(pg_server: PostgresServer) -> Iterator[Database]:
+    """The login roles the examples map to, and a data database to crawl."""
+    _create_sample_roles(pg_server)
     db = pg_server.temp_database(prefix="sales_")
     with db.connect() as conn:
-        conn.execute(
-            """
-            CREATE SCHEMA finance;
-            CREATE TABLE public.orders (id int PRIMARY KEY, amount numeric);
-            CREATE VIEW public.big_orders AS SELECT * FROM public.orders WHERE amount > 1000;
-            CREATE TABLE finance.invoices (id int, issued date) PARTITION BY RANGE (issued);
-            CREATE MATERIALIZED VIEW finance.totals AS SELECT count(*) FROM public.orders;
-            """
-        )
+        conn.execute(SAMPLE_SQL)
     try:
         yield db
     finally:
@@ -175,3 +199,108 @@ def test_examples_are_formatted():
         timeout=60,
     )
     assert res.returncode == 0, f"run `terraform fmt -recursive examples`:\n{res.stdout}"
+
+
+# ---------------------------------------------------------------------- terraform test
+
+
+def _tftest_folder(path: Path) -> Path:
+    """The configuration a test file belongs to: its folder, or the parent of its tests/."""
+    return path.parent.parent if path.parent.name == "tests" else path.parent
+
+
+TFTEST_FILES = sorted(p for p in EXAMPLES.rglob("*.tftest.hcl") if ".terraform" not in p.parts)
+TFTEST_FOLDERS = sorted({_tftest_folder(p) for p in TFTEST_FILES})
+RUN_BLOCK = re.compile(r'^run\s+"[^"]*"\s*\{', re.MULTILINE)
+# The data database the runnable examples' test files expect, as ./build.sh demo makes it.
+SAMPLE_DATABASE = "sales"
+
+
+def _run_blocks(folder: Path) -> int:
+    files = [p for p in TFTEST_FILES if _tftest_folder(p) == folder]
+    return sum(len(RUN_BLOCK.findall(p.read_text())) for p in files)
+
+
+def test_runnable_examples_have_terraform_tests():
+    assert set(RUNNABLE) | {EXAMPLES / name for name in OWN_TEST} <= set(TFTEST_FOLDERS)
+
+
+# A preparer sets up what a folder's test files need around the copy in `workdir` and yields
+# the environment for terraform; after `terraform test` (which destroys what it applied) it
+# checks that nothing was left behind, then undoes its own setup.
+Preparer = Callable[[pytest.FixtureRequest, Path], AbstractContextManager[dict[str, str]]]
+
+
+@contextmanager
+def _postgres_example(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict[str, str]]:
+    """A fresh Immuta database on the PostgreSQL 17 server, the sample roles and `sales`."""
+    server: PostgresServer = request.getfixturevalue("pg17")
+    _create_sample_roles(server)
+    server.drop_database(SAMPLE_DATABASE)  # left over by an interrupted run, if any
+    server.create_database(SAMPLE_DATABASE)
+    immuta = server.temp_database()
+    try:
+        with server.connect(SAMPLE_DATABASE) as conn:
+            conn.execute(SAMPLE_SQL)
+        yield {
+            "TF_VAR_pg_host": immuta.host,
+            "TF_VAR_pg_port": str(immuta.port),
+            "TF_VAR_pg_username": server.user,
+            "TF_VAR_pg_password": server.password,
+            "TF_VAR_immuta_database": immuta.name,
+        }
+        assert not _state_schema_exists(immuta), "terraform test left the immuta schema behind"
+    finally:
+        immuta.drop()
+        server.drop_database(SAMPLE_DATABASE)
+
+
+@contextmanager
+def _aws_assumed_role_example(
+    request: pytest.FixtureRequest, workdir: Path
+) -> Iterator[dict[str, str]]:
+    """PostgreSQL 17 as RDS, moto for IAM and STS, the RDS front for IAM auth tokens."""
+    pg: PostgresServer = request.getfixturevalue("pg17")
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    role = f"immuta-svc-{uuid.uuid4().hex[:8]}"
+    with assumed_role_setup(pg, moto, role, f"ExtId-{uuid.uuid4().hex[:8]}x") as setup:
+        yield setup.env
+        assert setup.front.accepted(role), "the connection did not go through the RDS front"
+        roles = moto.client("iam").list_roles()["Roles"]
+        assert role not in [r["RoleName"] for r in roles], "terraform test left the role behind"
+
+
+@contextmanager
+def _doc_snippet(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict[str, str]]:
+    """The snippet as a configuration: required_providers added, and no import blocks (they
+    name example hosts, and would be read at plan time)."""
+    (workdir / "import-by-string-id.tf").unlink(missing_ok=True)
+    if "required_providers" not in "".join(p.read_text() for p in workdir.glob("*.tf")):
+        (workdir / "_providers.tf").write_text(REQUIRED_PROVIDERS)
+    yield {}
+
+
+def _preparer(folder: Path) -> Preparer:
+    if folder.name == "aws_assumed_role":
+        return _aws_assumed_role_example
+    if (folder / "main.tf").is_file():
+        return _postgres_example
+    return _doc_snippet
+
+
+@pytest.mark.parametrize(
+    "folder", TFTEST_FOLDERS, ids=[str(p.relative_to(EXAMPLES)) for p in TFTEST_FOLDERS]
+)
+def test_terraform_test_passes(folder: Path, request: pytest.FixtureRequest, tmp_path: Path):
+    """`terraform test` passes every run block of the folder's test files, in a copy of the
+    folder (no .terraform or state lands in examples/)."""
+    runs = _run_blocks(folder)
+    assert runs > 0, f"no run blocks in the test files of {folder}"
+    workdir = tmp_path / folder.name
+    shutil.copytree(folder, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    with _preparer(folder)(request, workdir) as env:
+        tf = Terraform(workdir, env=env)
+        tf.init()
+        result = tf.run("test", "-no-color", check=False, timeout=600)
+        assert result.returncode == 0, f"terraform test failed:\n{result.output}"
+        assert f"Success! {runs} passed, 0 failed." in result.stdout, result.output

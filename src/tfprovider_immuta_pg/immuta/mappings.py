@@ -193,10 +193,16 @@ class Mapper:
         return state_from(values, found.mapping, mid.connection)
 
     def deployment_type(self, connection_id: str) -> str | None:
-        """For plan-time checks: the registered connection's deployment type, if known yet."""
+        """For plan-time checks: the registered connection's deployment type, if known yet.
+
+        A server that cannot be reached at plan time is no error here: apply checks again.
+        """
         cid, target = self._location(connection_id)
-        with self.provider.connect(target, self.ctx) as conn:
-            return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+        try:
+            with self.provider.connect(target, self.ctx) as conn:
+                return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+        except ProviderError:
+            return None
 
 
 def pick_role(roles: list[str], mode: str, wanted: str | None, strict: bool = True) -> str | None:
