@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from .diagnostics import Diagnostics, Path
@@ -110,8 +111,9 @@ class Schema:
     block: Block
     version: int = 0
 
-    @property
+    @cached_property
     def value_type(self) -> Object:
+        """Computed once: the codec compiles a converter per type object."""
         return self.block.value_type()
 
 

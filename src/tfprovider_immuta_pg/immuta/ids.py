@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from .rules import text_problem
 
-_PART_ESCAPES = {"%": "%25", "/": "%2F", "#": "%23"}
-_USER_ESCAPES = {"%": "%25", "#": "%23"}
+_PART_ESCAPES = str.maketrans({"%": "%25", "/": "%2F", "#": "%23"})
+_USER_ESCAPES = str.maketrans({"%": "%25", "#": "%23"})
 
 
-def _encode(text: str, escapes: dict[str, str]) -> str:
-    return "".join(escapes.get(c, c) for c in text)
+def _encode(text: str, escapes: dict[int, str]) -> str:
+    return text.translate(escapes)
 
 
 def _decode(text: str) -> str:

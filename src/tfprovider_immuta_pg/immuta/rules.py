@@ -35,6 +35,8 @@ _IDENTITY_CENTER_ID = re.compile(
 
 
 def control_character_problem(value: str) -> str | None:
+    if value.isprintable():  # fast path: no control, format, private or unassigned characters
+        return None
     for index, char in enumerate(value):
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             return (

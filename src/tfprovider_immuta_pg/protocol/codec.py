@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -22,7 +23,6 @@ from ..framework.types import (
     List,
     Map,
     Object,
-    Primitive,
     Set,
     Tuple,
     from_json,
@@ -39,10 +39,44 @@ class CodecError(ValueError):
 
 
 # ---------------------------------------------------------------- msgpack
+#
+# Each type is compiled once into a decoder and an encoder (closures), so a value
+# is converted without re-dispatching on its type at every node: Terraform sends the
+# same few schemas thousands of times per command.
+
+
+class _PathError(CodecError):
+    """A decoding error; containers prepend their step, so the full path is built once."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path or 'value'}: {message}")
+        self.message, self.path = message, path
+
+    def under(self, step: str) -> _PathError:
+        joined = (
+            step + (self.path if self.path.startswith("[") else "." + self.path)
+            if self.path
+            else step
+        )
+        return _PathError(self.message, joined)
+
+
+Decoder = Callable[[Any], Any]
+Encoder = Callable[[Any], Any]
+_compiled: dict[int, tuple[CtyType, Decoder, Encoder]] = {}
+
+
+def _codec_for(ty: CtyType) -> tuple[Decoder, Encoder]:
+    entry = _compiled.get(id(ty))
+    if entry is None or entry[0] is not ty:
+        entry = (ty, _compile_decoder(ty), _compile_encoder(ty))
+        _compiled[id(ty)] = entry  # holding ty keeps its id from being reused
+    return entry[1], entry[2]
 
 
 def encode_msgpack(value: Any, ty: CtyType) -> bytes:
-    return msgpack.packb(_to_wire(value, ty), use_bin_type=True)
+    """`value` as msgpack; a value that does not fit `ty` raises CodecError."""
+    return msgpack.packb(_codec_for(ty)[1](value), use_bin_type=True)
 
 
 def decode_msgpack(data: bytes, ty: CtyType) -> Any:
@@ -50,32 +84,53 @@ def decode_msgpack(data: bytes, ty: CtyType) -> Any:
         raw = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise CodecError(f"malformed msgpack value: {exc}") from None
-    return _from_wire(raw, ty, "")
+    return _codec_for(ty)[0](raw)
 
 
-def _to_wire(value: Any, ty: CtyType) -> Any:
-    if value is UNKNOWN:
-        return _UNKNOWN_WIRE
-    if value is None:
-        return None
+def _compile_encoder(ty: CtyType) -> Encoder:
     if ty == DYNAMIC:
-        inferred = infer_type(value)
-        return [inferred.encoded(), _to_wire(value, inferred)]
-    if ty == STRING:
-        return str(value)
-    if ty == NUMBER:
-        return _number_to_wire(value)
-    if ty == BOOL:
-        return bool(value)
-    if isinstance(ty, (List, Set)):
-        return [_to_wire(v, ty.element) for v in value]
-    if isinstance(ty, Tuple):
-        return [_to_wire(v, t) for v, t in zip(value, ty.elements, strict=True)]
-    if isinstance(ty, Map):
-        return {k: _to_wire(v, ty.element) for k, v in value.items()}
-    if isinstance(ty, Object):
-        return {k: _to_wire(value.get(k), t) for k, t in ty.attributes.items()}
-    raise CodecError(f"cannot encode a value of type {ty.to_json()!r}")
+
+        def convert(value: Any) -> Any:
+            inferred = infer_type(value)
+            return [inferred.encoded(), _codec_for(inferred)[1](value)]
+    elif ty == STRING:
+        convert = str
+    elif ty == NUMBER:
+        convert = _number_to_wire
+    elif ty == BOOL:
+        convert = bool
+    elif isinstance(ty, (List, Set)):
+        element = _codec_for(ty.element)[1]
+
+        def convert(value: Any) -> Any:
+            return [element(v) for v in value]
+    elif isinstance(ty, Tuple):
+        elements = [_codec_for(t)[1] for t in ty.elements]
+
+        def convert(value: Any) -> Any:
+            return [e(v) for e, v in zip(elements, value, strict=True)]
+    elif isinstance(ty, Map):
+        element = _codec_for(ty.element)[1]
+
+        def convert(value: Any) -> Any:
+            return {k: element(v) for k, v in value.items()}
+    elif isinstance(ty, Object):
+        fields = [(name, _codec_for(t)[1]) for name, t in ty.attributes.items()]
+
+        def convert(value: Any) -> Any:
+            get = value.get
+            return {name: encode(get(name)) for name, encode in fields}
+    else:
+        raise CodecError(f"cannot encode a value of type {ty.to_json()!r}")
+
+    def encode(value: Any) -> Any:
+        if value is None:
+            return None
+        if value is UNKNOWN:
+            return _UNKNOWN_WIRE
+        return convert(value)
+
+    return encode
 
 
 def _number_to_wire(value: Any) -> Any:
@@ -90,85 +145,136 @@ def _number_to_wire(value: Any) -> Any:
     return str(value)
 
 
-def _from_wire(raw: Any, ty: CtyType, path: str) -> Any:
-    if isinstance(raw, msgpack.ExtType):
-        if raw.code in (UNKNOWN_EXT, REFINED_UNKNOWN_EXT):
-            return UNKNOWN
-        raise CodecError(f"{path or 'value'}: unexpected msgpack extension {raw.code}")
-    if raw is None:
-        return None
+def _compile_decoder(ty: CtyType) -> Decoder:
+    convert = _decoder_body(ty)
+
+    def decode(raw: Any) -> Any:
+        if raw is None:
+            return None
+        if type(raw) is msgpack.ExtType:
+            if raw.code in (UNKNOWN_EXT, REFINED_UNKNOWN_EXT):
+                return UNKNOWN
+            raise _PathError(f"unexpected msgpack extension {raw.code}")
+        return convert(raw)
+
+    return decode
+
+
+def _decoder_body(ty: CtyType) -> Decoder:
     if ty == DYNAMIC:
-        if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], (bytes, str))):
-            raise CodecError(f"{path or 'value'}: a dynamic value must be [type, value]")
-        try:
-            inner = from_json(json.loads(raw[0]))
-        except ValueError as exc:
-            raise CodecError(f"{path or 'value'}: {exc}") from None
-        return _from_wire(raw[1], inner, path)
+        return _decode_dynamic
     if ty == STRING:
-        return _expect(raw, str, "a string", path)
+        return _exactly(str, "a string")
     if ty == NUMBER:
-        return _number_from_wire(raw, path)
+        return _number_from_wire
     if ty == BOOL:
-        return _expect(raw, bool, "a bool", path)
+        return _exactly(bool, "a bool")
     if isinstance(ty, (List, Set)):
-        items = _expect(raw, list, "a list", path)
-        return [_from_wire(v, ty.element, f"{path}[{i}]") for i, v in enumerate(items)]
+        element = _codec_for(ty.element)[0]
+
+        def sequence(raw: Any) -> Any:
+            if type(raw) is not list:
+                raise _PathError(f"expected a list, got {type(raw).__name__}")
+            out = []
+            for index, v in enumerate(raw):
+                try:
+                    out.append(element(v))
+                except _PathError as exc:
+                    raise exc.under(f"[{index}]") from None
+            return out
+
+        return sequence
     if isinstance(ty, Tuple):
-        items = _expect(raw, list, "a tuple", path)
-        if len(items) != len(ty.elements):
-            raise CodecError(f"{path or 'value'}: expected {len(ty.elements)} tuple elements")
-        return [
-            _from_wire(v, t, f"{path}[{i}]")
-            for i, (v, t) in enumerate(zip(items, ty.elements, strict=True))
-        ]
+        elements = [_codec_for(t)[0] for t in ty.elements]
+
+        def tuple_(raw: Any) -> Any:
+            if type(raw) is not list:
+                raise _PathError(f"expected a tuple, got {type(raw).__name__}")
+            if len(raw) != len(elements):
+                raise _PathError(f"expected {len(elements)} tuple elements")
+            out = []
+            for index, (decode, v) in enumerate(zip(elements, raw, strict=True)):
+                try:
+                    out.append(decode(v))
+                except _PathError as exc:
+                    raise exc.under(f"[{index}]") from None
+            return out
+
+        return tuple_
     if isinstance(ty, Map):
-        items = _expect(raw, dict, "a map", path)
-        return {
-            _key(k, path): _from_wire(v, ty.element, f"{path}[{k!r}]") for k, v in items.items()
-        }
+        element = _codec_for(ty.element)[0]
+
+        def mapping(raw: Any) -> Any:
+            if type(raw) is not dict:
+                raise _PathError(f"expected a map, got {type(raw).__name__}")
+            out = {}
+            for k, v in raw.items():
+                if type(k) is not str:
+                    raise _PathError("map keys must be strings")
+                try:
+                    out[k] = element(v)
+                except _PathError as exc:
+                    raise exc.under(f"[{k!r}]") from None
+            return out
+
+        return mapping
     if isinstance(ty, Object):
-        items = _expect(raw, dict, "an object", path)
-        unexpected = set(items) - set(ty.attributes)
-        if unexpected:
-            raise CodecError(
-                f"{path or 'value'}: unsupported attribute {sorted(map(str, unexpected))[0]!r}"
-            )
-        return {
-            k: _from_wire(items.get(k), t, f"{path}.{k}" if path else k)
-            for k, t in ty.attributes.items()
-        }
+        fields = [(name, _codec_for(t)[0]) for name, t in ty.attributes.items()]
+        names = set(ty.attributes)
+
+        def object_(raw: Any) -> Any:
+            if type(raw) is not dict:
+                raise _PathError(f"expected an object, got {type(raw).__name__}")
+            if len(raw) > len(fields) or not names.issuperset(raw):
+                unexpected = sorted(str(k) for k in raw if k not in names)
+                raise _PathError(f"unsupported attribute {unexpected[0]!r}")
+            get = raw.get
+            out = {}
+            for name, decode in fields:
+                try:
+                    out[name] = decode(get(name))
+                except _PathError as exc:
+                    raise exc.under(name) from None
+            return out
+
+        return object_
     raise CodecError(f"cannot decode a value of type {ty.to_json()!r}")
 
 
-def _expect(raw: Any, kind: type, what: str, path: str) -> Any:
-    if not isinstance(raw, kind) or (kind is not bool and isinstance(raw, bool)):
-        raise CodecError(f"{path or 'value'}: expected {what}, got {type(raw).__name__}")
-    return raw
-
-
-def _key(key: Any, path: str) -> str:
-    if not isinstance(key, str):
-        raise CodecError(f"{path or 'value'}: map keys must be strings")
-    return key
-
-
-def _number_from_wire(raw: Any, path: str) -> int | float:
-    if isinstance(raw, bool):
-        raise CodecError(f"{path or 'value'}: expected a number, got bool")
-    if isinstance(raw, int):
+def _exactly(kind: type, what: str) -> Decoder:
+    def check(raw: Any) -> Any:
+        if type(raw) is not kind:
+            raise _PathError(f"expected {what}, got {type(raw).__name__}")
         return raw
-    if isinstance(raw, float):
+
+    return check
+
+
+def _decode_dynamic(raw: Any) -> Any:
+    if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], (bytes, str))):
+        raise _PathError("a dynamic value must be [type, value]")
+    try:
+        inner = from_json(json.loads(raw[0]))
+    except ValueError as exc:
+        raise _PathError(str(exc)) from None
+    return _codec_for(inner)[0](raw[1])
+
+
+def _number_from_wire(raw: Any) -> int | float:
+    kind = type(raw)
+    if kind is int:
+        return raw
+    if kind is float:
         return int(raw) if raw.is_integer() and abs(raw) < 2**53 else raw
-    if isinstance(raw, str):
+    if kind is str:
         try:
             number = float(raw) if any(c in raw for c in ".eE") else int(raw)
         except ValueError:
-            raise CodecError(f"{path or 'value'}: {raw!r} is not a number") from None
+            raise _PathError(f"{raw!r} is not a number") from None
         if isinstance(number, float) and number.is_integer() and abs(number) < 2**53:
             return int(number)
         return number
-    raise CodecError(f"{path or 'value'}: expected a number, got {type(raw).__name__}")
+    raise _PathError(f"expected a number, got {kind.__name__}")
 
 
 def infer_type(value: Any) -> CtyType:
@@ -202,36 +308,51 @@ def decode_json(data: bytes, ty: CtyType) -> Any:
 
 def json_to_value(raw: Any, ty: CtyType) -> Any:
     """A value parsed from JSON, checked against and shaped by `ty`."""
-    return _from_json_value(raw, ty, "")
+    return _from_json_value(raw, ty)
 
 
-def _from_json_value(raw: Any, ty: CtyType, path: str) -> Any:
+def _from_json_value(raw: Any, ty: CtyType) -> Any:
+    """JSON differs from msgpack in two ways: dynamic values are {value, type} objects,
+    and object attributes dropped from the schema since the state was written are ignored."""
     if raw is None:
         return None
     if ty == DYNAMIC:
         if not (isinstance(raw, dict) and set(raw) == {"value", "type"}):
-            raise CodecError(f"{path or 'value'}: a dynamic JSON value needs value and type")
+            raise _PathError("a dynamic JSON value needs value and type")
         try:
             inner = from_json(raw["type"])
         except ValueError as exc:
-            raise CodecError(f"{path or 'value'}: {exc}") from None
-        return _from_json_value(raw["value"], inner, path)
-    if isinstance(ty, Primitive) and ty == NUMBER:
-        return _number_from_wire(raw, path)
+            raise _PathError(str(exc)) from None
+        return _from_json_value(raw["value"], inner)
     if isinstance(ty, Object):
-        items = _expect(raw, dict, "an object", path)
-        # Attributes dropped from the schema since the state was written are ignored.
-        return {
-            k: _from_json_value(items.get(k), t, f"{path}.{k}" if path else k)
-            for k, t in ty.attributes.items()
-        }
-    if isinstance(ty, (List, Set)):
-        items = _expect(raw, list, "a list", path)
-        return [_from_json_value(v, ty.element, f"{path}[{i}]") for i, v in enumerate(items)]
-    if isinstance(ty, Tuple):
-        items = _expect(raw, list, "a tuple", path)
-        return [_from_json_value(v, t, path) for v, t in zip(items, ty.elements, strict=False)]
+        if type(raw) is not dict:
+            raise _PathError(f"expected an object, got {type(raw).__name__}")
+        out = {}
+        for name, t in ty.attributes.items():
+            try:
+                out[name] = _from_json_value(raw.get(name), t)
+            except _PathError as exc:
+                raise exc.under(name) from None
+        return out
+    if isinstance(ty, (List, Set, Tuple)):
+        if type(raw) is not list:
+            raise _PathError(f"expected a list, got {type(raw).__name__}")
+        types = ty.elements if isinstance(ty, Tuple) else [ty.element] * len(raw)
+        out_list = []
+        for index, (v, t) in enumerate(zip(raw, types, strict=False)):
+            try:
+                out_list.append(_from_json_value(v, t))
+            except _PathError as exc:
+                raise exc.under(f"[{index}]") from None
+        return out_list
     if isinstance(ty, Map):
-        items = _expect(raw, dict, "a map", path)
-        return {k: _from_json_value(v, ty.element, f"{path}[{k!r}]") for k, v in items.items()}
-    return _from_wire(raw, ty, path)
+        if type(raw) is not dict:
+            raise _PathError(f"expected a map, got {type(raw).__name__}")
+        out = {}
+        for k, v in raw.items():
+            try:
+                out[k] = _from_json_value(v, ty.element)
+            except _PathError as exc:
+                raise exc.under(f"[{k!r}]") from None
+        return out
+    return _codec_for(ty)[0](raw)
