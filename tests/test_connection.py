@@ -446,3 +446,28 @@ def test_skip_registers_what_can_be_governed(
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["data_object_count"] == 0 and state["skipped_object_count"] == 2
     assert terraform.plan().returncode == 0
+
+
+def test_lost_privileges_warn_on_refresh(
+    terraform: Terraform, pg_server: PostgresServer, immuta_db: Database, role: str
+) -> None:
+    with pg_server.connect() as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(PASSWORD)
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(immuta_db.name), sql.Identifier(role)
+            )
+        )
+    write_config(terraform, immuta_db, provider=registrar_provider(role))
+    terraform.apply()
+    with pg_server.connect() as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEROLE").format(sql.Identifier(role)))
+    result = terraform.plan()
+    assert "Connection 'Production' changed since registration" in result.text
+    assert f"user '{role}' is no longer a superuser" in result.text
+    assert f"user '{role}' lacks CREATEROLE" in result.text
+    assert "immuta_postgres_connection.main" in terraform.resources(), "a warning, not a removal"
