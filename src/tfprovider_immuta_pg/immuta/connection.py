@@ -10,7 +10,6 @@ from ..framework.schema import (
     Attribute,
     Block,
     Check,
-    IntBetween,
     NestedBlock,
     OneOf,
     RequiresReplace,
@@ -19,7 +18,7 @@ from ..framework.schema import (
 )
 from ..framework.types import NUMBER, STRING, List
 from ..framework.values import UNKNOWN
-from . import rules
+from . import checks, rules
 from .ids import ConnectionId
 
 if TYPE_CHECKING:
@@ -87,13 +86,13 @@ CONNECTION_SCHEMA = Schema(
                 STRING,
                 "Hostname or IP address of the PostgreSQL server.",
                 required=True,
-                validators=[Check(rules.hostname_problem, "a hostname", "Invalid hostname")],
+                validators=[checks.HOSTNAME],
             ),
             "port": Attribute(
                 NUMBER,
                 "PostgreSQL port, 1 to 65535.",
                 default=5432,
-                validators=[IntBetween(1, 65535)],
+                validators=[checks.PORT],
             ),
             "database": Attribute(
                 STRING,
@@ -101,13 +100,7 @@ CONNECTION_SCHEMA = Schema(
                 "Every other database on the server is registered through it. Changing it "
                 "replaces the connection.",
                 required=True,
-                validators=[
-                    Check(
-                        lambda v: rules.identifier_problem(v, "database name"),
-                        "a PostgreSQL database name",
-                        "Invalid database name",
-                    )
-                ],
+                validators=[checks.DATABASE_NAME],
                 plan_modifiers=[RequiresReplace()],
             ),
             "on_missing_privileges": Attribute(

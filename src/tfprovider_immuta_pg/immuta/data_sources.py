@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..framework.provider import Context, DataSource
-from ..framework.schema import Attribute, Block, Check, IntBetween, OneOf, Schema
+from ..framework.schema import Attribute, Block, Check, OneOf, Schema
 from ..framework.types import BOOL, NUMBER, STRING, List, Object
-from . import rules
+from . import checks, rules
 from .ids import connection_id_problem
 
 if TYPE_CHECKING:
@@ -26,25 +26,19 @@ PREFLIGHT_SCHEMA = Schema(
                 STRING,
                 "Hostname or IP address of the PostgreSQL server.",
                 required=True,
-                validators=[Check(rules.hostname_problem, "a hostname", "Invalid hostname")],
+                validators=[checks.HOSTNAME],
             ),
             "port": Attribute(
                 NUMBER,
                 "PostgreSQL port, 1 to 65535. Default 5432.",
                 optional=True,
-                validators=[IntBetween(1, 65535)],
+                validators=[checks.PORT],
             ),
             "database": Attribute(
                 STRING,
                 "The Immuta database the connection would use.",
                 required=True,
-                validators=[
-                    Check(
-                        lambda v: rules.identifier_problem(v, "database name"),
-                        "a PostgreSQL database name",
-                        "Invalid database name",
-                    )
-                ],
+                validators=[checks.DATABASE_NAME],
             ),
             "deployment_type": Attribute(
                 STRING,

@@ -26,7 +26,6 @@ from ..framework.schema import (
     Attribute,
     Block,
     Check,
-    IntBetween,
     RequiresReplace,
     Schema,
     UseStateForUnknown,
@@ -34,7 +33,7 @@ from ..framework.schema import (
 from ..framework.secrets import register
 from ..framework.types import BOOL, NUMBER, STRING
 from ..framework.values import UNKNOWN
-from . import arns, policies, rules
+from . import arns, checks, policies
 
 if TYPE_CHECKING:
     from .principal_worker import PrincipalWorker
@@ -43,10 +42,6 @@ if TYPE_CHECKING:
 TYPE_NAME = "immuta_aws_service_principal"
 DEFAULT_DATABASE = "postgres"
 POLICY_SUFFIX = "-rds-connect"
-
-
-def _check(problem: Callable[[Any], str | None], what: str, summary: str) -> Check:
-    return Check(problem, what, summary)
 
 
 SERVICE_PRINCIPAL_SCHEMA = Schema(
@@ -102,9 +97,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "Name of the IAM role (1 to 64 of letters, digits and `+=,.@_-`). Changing it "
                 "replaces the service principal. The Immuta username is this name.",
                 required=True,
-                validators=[
-                    _check(arns.role_name_problem, "an IAM role name", "Invalid role name")
-                ],
+                validators=[Check(arns.role_name_problem, "an IAM role name", "Invalid role name")],
                 plan_modifiers=[RequiresReplace()],
             ),
             "path": Attribute(
@@ -112,7 +105,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 'IAM path of the role and of the policy, such as "/immuta/". Default "/". '
                 "Changing it replaces the service principal.",
                 default="/",
-                validators=[_check(arns.path_problem, "an IAM path", "Invalid IAM path")],
+                validators=[Check(arns.path_problem, "an IAM path", "Invalid IAM path")],
                 plan_modifiers=[RequiresReplace()],
             ),
             "policy_name": Attribute(
@@ -122,7 +115,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 optional=True,
                 computed=True,
                 validators=[
-                    _check(arns.policy_name_problem, "an IAM policy name", "Invalid policy name")
+                    Check(arns.policy_name_problem, "an IAM policy name", "Invalid policy name")
                 ],
             ),
             "region": Attribute(
@@ -131,14 +124,14 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "`aws.region`.",
                 optional=True,
                 computed=True,
-                validators=[_check(arns.region_problem, "an AWS region", "Invalid region")],
+                validators=[Check(arns.region_problem, "an AWS region", "Invalid region")],
             ),
             "aws_account_id": Attribute(
                 STRING,
                 "12-digit ID of the AWS account that owns the database.",
                 required=True,
                 validators=[
-                    _check(arns.account_id_problem, "an AWS account ID", "Invalid account ID")
+                    Check(arns.account_id_problem, "an AWS account ID", "Invalid account ID")
                 ],
             ),
             "db_resource_id": Attribute(
@@ -147,7 +140,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "(`DbClusterResourceId`, `cluster-...`).",
                 required=True,
                 validators=[
-                    _check(arns.db_resource_id_problem, "an RDS resource ID", "Invalid resource ID")
+                    Check(arns.db_resource_id_problem, "an RDS resource ID", "Invalid resource ID")
                 ],
             ),
             "db_username": Attribute(
@@ -158,7 +151,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 optional=True,
                 computed=True,
                 validators=[
-                    _check(
+                    Check(
                         arns.db_username_problem,
                         "a PostgreSQL role name",
                         "Invalid database username",
@@ -171,7 +164,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "Immuta representative).",
                 required=True,
                 validators=[
-                    _check(
+                    Check(
                         lambda v: arns.account_id_problem(v, "AWS account ID for Immuta"),
                         "an AWS account ID",
                         "Invalid account ID",
@@ -187,7 +180,7 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 sensitive=True,
                 write_only=True,
                 validators=[
-                    _check(arns.external_id_problem, "an external ID", "Invalid external ID")
+                    Check(arns.external_id_problem, "an external ID", "Invalid external ID")
                 ],
             ),
             "hostname": Attribute(
@@ -195,26 +188,20 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "Endpoint of the RDS instance or Aurora cluster, where the login role is "
                 "granted `rds_iam` (with the provider's PostgreSQL credentials).",
                 required=True,
-                validators=[_check(rules.hostname_problem, "a hostname", "Invalid hostname")],
+                validators=[checks.HOSTNAME],
             ),
             "port": Attribute(
                 NUMBER,
                 "PostgreSQL port, 1 to 65535. Default 5432.",
                 default=5432,
-                validators=[IntBetween(1, 65535)],
+                validators=[checks.PORT],
             ),
             "database": Attribute(
                 STRING,
                 f'An existing database to connect to. Default "{DEFAULT_DATABASE}". Roles are '
                 "server-wide: any database will do.",
                 default=DEFAULT_DATABASE,
-                validators=[
-                    _check(
-                        lambda v: rules.identifier_problem(v, "database name"),
-                        "a PostgreSQL database name",
-                        "Invalid database name",
-                    )
-                ],
+                validators=[checks.DATABASE_NAME],
             ),
             "id": Attribute(
                 STRING,

@@ -133,16 +133,19 @@ class ProviderService(pb_grpc.ProviderServicer):
     def _context(self, diags: Diagnostics, private: bytes = b"", config: Any = None) -> Context:
         return Context(diags=diags, private=private, config=config, stop=self.stop_signal)
 
+    @staticmethod
+    def _validate(owner: Resource | DataSource, raw: pb.DynamicValue, diags: Diagnostics) -> None:
+        config = value_from_proto(raw, owner.schema.value_type)
+        validate_values(owner.schema, config, diags)
+        owner.validate(config, diags)
+
     def ValidateResourceConfig(self, request, context):
         diags = Diagnostics()
-
-        def body() -> None:
-            resource = self._resource(request.type_name)
-            config = value_from_proto(request.config, resource.schema.value_type)
-            validate_values(resource.schema, config, diags)
-            resource.validate(config, diags)
-
-        guarded(f"validation of {request.type_name}", diags, body)
+        guarded(
+            f"validation of {request.type_name}",
+            diags,
+            lambda: self._validate(self._resource(request.type_name), request.config, diags),
+        )
         return pb.ValidateResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def UpgradeResourceState(self, request, context):
@@ -297,14 +300,11 @@ class ProviderService(pb_grpc.ProviderServicer):
 
     def ValidateDataResourceConfig(self, request, context):
         diags = Diagnostics()
-
-        def body() -> None:
-            source = self._data_source(request.type_name)
-            config = value_from_proto(request.config, source.schema.value_type)
-            validate_values(source.schema, config, diags)
-            source.validate(config, diags)
-
-        guarded(f"validation of data source {request.type_name}", diags, body)
+        guarded(
+            f"validation of data source {request.type_name}",
+            diags,
+            lambda: self._validate(self._data_source(request.type_name), request.config, diags),
+        )
         return pb.ValidateDataResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def ReadDataSource(self, request, context):
