@@ -38,8 +38,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 # Examples that need more than a PostgreSQL server have their own end-to-end test
-# (aws_assumed_role: moto and the RDS front, in tests/test_service_principal.py).
-OWN_TEST = {"aws_assumed_role"}
+# (aws_assumed_role: moto and the RDS front, in tests/test_service_principal.py; user_mappings:
+# moto, through its terraform test below).
+OWN_TEST = {"aws_assumed_role", "user_mappings"}
 RUNNABLE = sorted(p.parent for p in EXAMPLES.glob("*/main.tf") if p.parent.name not in OWN_TEST)
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -280,9 +281,31 @@ def _doc_snippet(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict
     yield {}
 
 
+@contextmanager
+def _user_mappings_example(
+    request: pytest.FixtureRequest, workdir: Path
+) -> Iterator[dict[str, str]]:
+    """The PostgreSQL example setup, plus an IAM role and user in moto."""
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    iam = moto.client("iam")
+    role, user = f"Analyst-{uuid.uuid4().hex[:8]}", f"etl-{uuid.uuid4().hex[:8]}"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument='{"Version":"2012-10-17"}')
+    iam.create_user(UserName=user)
+    with _postgres_example(request, workdir) as env:
+        yield {
+            **env,
+            **moto.env(),
+            "TF_VAR_aws_endpoint_url": moto.endpoint_url,
+            "TF_VAR_analyst_role": role,
+            "TF_VAR_etl_user": user,
+        }
+
+
 def _preparer(folder: Path) -> Preparer:
     if folder.name == "aws_assumed_role":
         return _aws_assumed_role_example
+    if folder.name == "user_mappings":
+        return _user_mappings_example
     if (folder / "main.tf").is_file():
         return _postgres_example
     return _doc_snippet
