@@ -6,9 +6,8 @@ pg_username, pg_password and immuta_database (TF_VAR_* in the environment).
 
 Folders with `*.tftest.hcl` files (in the folder or its tests/) also pass `terraform test`
 in a prepared copy. Folders without one, and why:
-- data-sources/*: a data source is read at plan time from the server its snippet names
-  (db.example.internal), with nothing a test could point elsewhere; tests/test_data_sources.py
-  reads both against real servers.
+- data-sources/*: the snippets take the server from variables (defaults name an example
+  host), so their test files run against a prepared PostgreSQL 17 server.
 - provider: provider blocks only; Terraform configures no provider that no resource uses, so
   `terraform test` could check nothing beyond test_doc_snippet_validates.
 """
@@ -301,7 +300,65 @@ def _user_mappings_example(
         }
 
 
+@contextmanager
+def _sales_server(request: pytest.FixtureRequest, database: str, sql_text: str):
+    """PostgreSQL 17 with a data database `sales` and an Immuta database named `database`."""
+    server: PostgresServer = request.getfixturevalue("pg17")
+    for name in (SAMPLE_DATABASE, database):
+        server.drop_database(name)  # left over by an interrupted run, if any
+        server.create_database(name)
+    try:
+        with server.connect(SAMPLE_DATABASE) as conn:
+            conn.execute(sql_text)
+        yield server
+    finally:
+        server.drop_database(database)
+        server.drop_database(SAMPLE_DATABASE)
+
+
+def _credentials(server: PostgresServer) -> dict[str, str]:
+    return {"PGUSER": server.user, "PGPASSWORD": server.password}
+
+
+@contextmanager
+def _preflight_snippet(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict[str, str]]:
+    """The snippet checks the database literally named "immuta" on a ready server."""
+    with _doc_snippet(request, workdir), _sales_server(request, "immuta", SAMPLE_SQL) as server:
+        yield {
+            **_credentials(server),
+            "TF_VAR_pg_host": server.host,
+            "TF_VAR_pg_port": str(server.port),
+        }
+
+
+@contextmanager
+def _data_objects_snippet(
+    request: pytest.FixtureRequest, workdir: Path
+) -> Iterator[dict[str, str]]:
+    """A connection "Warehouse" registered for real (by terraform) for the snippet to read."""
+    tables = "CREATE TABLE public.orders (id int); CREATE TABLE public.order_lines (id int);"
+    tables += "CREATE TABLE public.customers (id int);"
+    immuta = f"immuta_{uuid.uuid4().hex[:8]}"
+    with _doc_snippet(request, workdir), _sales_server(request, immuta, tables) as server:
+        registration = Terraform(workdir.parent / "registration", env=_credentials(server))
+        registration.write(
+            f'resource "immuta_postgres_connection" "w" {{\n  display_name = "Warehouse"\n'
+            f'  deployment_type = "self_managed"\n  hostname = "{server.host}"\n'
+            f'  port = {server.port}\n  database = "{immuta}"\n}}\n'
+        )
+        registration.apply()
+        connection_id = registration.resources()["immuta_postgres_connection.w"]["id"]
+        try:
+            yield {**_credentials(server), "TF_VAR_connection_id": connection_id}
+        finally:
+            registration.destroy()
+
+
 def _preparer(folder: Path) -> Preparer:
+    if folder.name == "immuta_postgres_preflight":
+        return _preflight_snippet
+    if folder.name == "immuta_postgres_data_objects":
+        return _data_objects_snippet
     if folder.name == "aws_assumed_role":
         return _aws_assumed_role_example
     if folder.name == "user_mappings":

@@ -1,7 +1,17 @@
+variable "pg_host" {
+  type    = string
+  default = "db.example.internal"
+}
+
+variable "pg_port" {
+  type    = number
+  default = 5432
+}
+
 # Check a server before registering it; fail `terraform plan` in CI when it is not ready.
 data "immuta_postgres_preflight" "warehouse" {
-  hostname = "db.example.internal"
-  port     = 5432
+  hostname = var.pg_host
+  port     = var.pg_port
   database = "immuta"
 }
 
