@@ -64,3 +64,20 @@ def moto_server() -> Iterator[MotoServer]:
 def terraform(tmp_path) -> Terraform:
     """A Terraform working directory using the provider from dist/ (run ./build.sh first)."""
     return Terraform(tmp_path / "tf")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pg17_only: behaviour that does not depend on the server version; runs on PostgreSQL 17 "
+        "only (the pg16 variant is deselected, not skipped)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    dropped = [
+        item for item in items if item.get_closest_marker("pg17_only") and "[pg16" in item.nodeid
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]

@@ -205,6 +205,7 @@ def test_duplicate_display_name_from_two_configurations(tmp_path, immuta_db: Dat
     )
 
 
+@pytest.mark.pg17_only
 @pytest.mark.parametrize(
     "display_name",
     ["Prod with spaces", "Ünïcødé 名前", "slash/and#hash%", 'quote"d', "x:y@z"],
@@ -212,8 +213,6 @@ def test_duplicate_display_name_from_two_configurations(tmp_path, immuta_db: Dat
 def test_import_round_trip_for_awkward_names(
     terraform: Terraform, immuta_db: Database, display_name: str, pg_server: PostgresServer
 ) -> None:
-    if pg_server.version != 17:
-        pytest.skip("name handling does not depend on the server version")
     write_config(terraform, immuta_db, display_name=display_name)
     terraform.apply()
     resource_id = terraform.resources()["immuta_postgres_connection.main"]["id"]
@@ -224,11 +223,10 @@ def test_import_round_trip_for_awkward_names(
     terraform.destroy()
 
 
+@pytest.mark.pg17_only
 def test_unreachable_server_is_an_error_not_a_removal(
     terraform: Terraform, pg_server: PostgresServer
 ) -> None:
-    if pg_server.version != 16:
-        pytest.skip("one server version is enough")
     server = PostgresServer(17).start()
     try:
         db = server.temp_database()

@@ -199,6 +199,7 @@ def test_unregistered_connection_is_named(terraform: Terraform, immuta_db: Datab
     assert mapping_rows(immuta_db) == []
 
 
+@pytest.mark.pg17_only
 @pytest.mark.parametrize(
     "user",
     ["alice@example.com", "team/data eng", 'o\'brien "quoted"', "Zoë 名前", "hash#percent%"],
@@ -206,8 +207,6 @@ def test_unregistered_connection_is_named(terraform: Terraform, immuta_db: Datab
 def test_import_round_trip(
     terraform: Terraform, immuta_db: Database, user: str, pg_server: PostgresServer
 ) -> None:
-    if pg_server.version != 17:
-        pytest.skip("name handling does not depend on the server version")
     terraform.write(
         provider_block(immuta_db.server)
         + connection_block(immuta_db)
@@ -260,6 +259,7 @@ def make_role(iam, name: str) -> str:
     return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
+@pytest.mark.pg17_only
 def test_aws_principals(
     terraform: Terraform,
     immuta_db: Database,
@@ -267,8 +267,6 @@ def test_aws_principals(
     iam,
     pg_server: PostgresServer,
 ) -> None:
-    if pg_server.version != 17:
-        pytest.skip("AWS behaviour does not depend on the server version")
     role, user = unique("Analyst"), unique("etl-")
     role_arn = make_role(iam, role)
     user_arn = iam.create_user(UserName=user)["User"]["Arn"]
@@ -339,11 +337,10 @@ def test_aws_principals(
     assert result.returncode == 1 and f"IAM role '{role.lower()}' does not exist" in result.text
 
 
+@pytest.mark.pg17_only
 def test_identity_center_rules(
     terraform: Terraform, immuta_db: Database, moto_server: MotoServer, pg_server: PostgresServer
 ) -> None:
-    if pg_server.version != 17:
-        pytest.skip("AWS behaviour does not depend on the server version")
     provider = aws_provider(immuta_db, moto_server, identity_store_id='"d-1234567890"')
     terraform.write(
         provider
@@ -373,11 +370,10 @@ def test_identity_center_rules(
     assert [r[0] for r in mapping_rows(immuta_db)] == []
 
 
+@pytest.mark.pg17_only
 def test_concurrent_applies_map_one_role_once(
     tmp_path, immuta_db: Database, moto_server: MotoServer, iam, pg_server: PostgresServer
 ) -> None:
-    if pg_server.version != 17:
-        pytest.skip("concurrency does not depend on the server version")
     role = unique("Shared")
     make_role(iam, role)
     owner = Terraform(tmp_path / "owner")
