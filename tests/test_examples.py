@@ -8,8 +8,7 @@ Folders with `*.tftest.hcl` files (in the folder or its tests/) also pass `terra
 in a prepared copy. Folders without one, and why:
 - data-sources/*: the snippets take the server from variables (defaults name an example
   host), so their test files run against a prepared PostgreSQL 17 server.
-- provider: provider blocks only; Terraform configures no provider that no resource uses, so
-  `terraform test` could check nothing beyond test_doc_snippet_validates.
+- provider: check.tf (not on the provider page) reads a server through the default block.
 """
 
 from __future__ import annotations
@@ -354,7 +353,25 @@ def _data_objects_snippet(
             registration.destroy()
 
 
+@contextmanager
+def _provider_snippet(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict[str, str]]:
+    """The snippet's default provider block logs in as immuta_admin."""
+    server: PostgresServer = request.getfixturevalue("pg17")
+    password = f"pw-{uuid.uuid4().hex}"
+    with server.connect() as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'immuta_admin'").fetchone():
+            conn.execute("CREATE ROLE immuta_admin LOGIN SUPERUSER")
+        conn.execute(sql.SQL("ALTER ROLE immuta_admin PASSWORD {}").format(sql.Literal(password)))
+    yield {
+        "TF_VAR_pg_password": password,
+        "TF_VAR_pg_host": server.host,
+        "TF_VAR_pg_port": str(server.port),
+    }
+
+
 def _preparer(folder: Path) -> Preparer:
+    if folder.name == "provider":
+        return _provider_snippet
     if folder.name == "immuta_postgres_preflight":
         return _preflight_snippet
     if folder.name == "immuta_postgres_data_objects":
