@@ -79,6 +79,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -93,13 +114,24 @@ class PostgresServer:
     trusted on the unix socket in ``socket_dir``.
     """
 
-    host = HOST
     user = SUPERUSER
     password = SUPERUSER_PASSWORD
 
-    def __init__(self, version: int, bin_dir: Path | str | None = None):
+    def __init__(
+        self,
+        version: int,
+        bin_dir: Path | str | None = None,
+        *,
+        netns: str | None = None,
+        listen_host: str | None = None,
+    ):
+        """`netns`: run the postmaster inside that network namespace (root only), listening
+        on `listen_host` (an address of the namespace); clients in the same subnet may
+        connect with the superuser password."""
         self.version = int(version)
         self.bin_dir = Path(bin_dir) if bin_dir else pg_bin_dir(self.version)
+        self.netns = netns
+        self.host = listen_host or HOST
         self.port: int | None = None
         self.base_dir: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -164,6 +196,14 @@ class PostgresServer:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
+        self._shut_down(timeout)
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def _shut_down(self, timeout: float = 30.0) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # "fast" shutdown
@@ -176,11 +216,46 @@ class PostgresServer:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        if self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id, while it runs."""
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def children(self) -> list[int]:
+        """Process ids of the postmaster's live children (backends, checkpointer, ...)."""
+        return _children(self.pid) if self.pid else []
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """Crash the server: SIGKILL the postmaster, as the OOM killer or `kill -9` would.
+
+        The children notice the postmaster's death and exit on their own (as PostgreSQL
+        does); any still alive after `timeout` are killed too, so that `restart()` finds
+        the shared memory free. The data folder and port are kept.
+        """
+        proc, self.proc = self.proc, None
+        if proc is None:
+            raise PostgresServerError("server not running")
+        children = _children(proc.pid)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + timeout
+        while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while any(_alive(pid) for pid in children):
+            time.sleep(0.02)
+
+    def restart(self, timeout: float = 30.0) -> PostgresServer:
+        """Start again on the same data folder and port (after `kill()`: crash recovery);
+        a running server is shut down ("fast") first."""
+        if self.base_dir is None or self.port is None:
+            raise PostgresServerError("server never started")
+        self._shut_down(timeout)
+        self._spawn_and_wait(timeout)
+        return self
 
     def __enter__(self) -> PostgresServer:
         return self.start()
@@ -234,11 +309,14 @@ class PostgresServer:
                 f"initdb (PostgreSQL {self.version}) failed with {res.returncode}:\n{res.stdout}"
             )
         hba = self.data_dir / "pg_hba.conf"
-        hba.write_text(
-            "# written by tests/harness/postgres.py\n"
-            "local all all trust\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-        )
+        lines = [
+            "# written by tests/harness/postgres.py",
+            "local all all trust",
+            "host all all 127.0.0.1/32 scram-sha-256",
+        ]
+        if self.host != HOST:
+            lines.append("host all all samenet scram-sha-256")
+        hba.write_text("\n".join(lines) + "\n")
 
     def _spawn_and_wait(self, timeout: float) -> None:
         assert self.base_dir is not None and self.port is not None
@@ -248,8 +326,16 @@ class PostgresServer:
             "-p", str(self.port),
             "-k", str(self.socket_dir),
         ]  # fmt: skip
-        for key, value in _SERVER_SETTINGS.items():
+        for key, value in {**_SERVER_SETTINGS, "listen_addresses": self.host}.items():
             cmd += ["-c", f"{key}={value}"]
+        run_as = self._run_as
+        if self.netns:
+            # `ip netns exec` and setpriv exec (no fork): the Popen pid is the postmaster's.
+            prefix = ["ip", "netns", "exec", self.netns]
+            if self._owner:
+                uid, gid = self._owner
+                prefix += ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+            cmd, run_as = prefix + cmd, {}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C", "LC_ALL": "C"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -259,7 +345,7 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                **self._run_as,
+                **run_as,
             )
         deadline = time.monotonic() + timeout
         last_exc: Exception | None = None

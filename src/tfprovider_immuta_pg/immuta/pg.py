@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,8 +62,11 @@ class ConnectionPool:
         try:
             with ctx.stop.cancelling(conn.cancel_safe):
                 yield conn
-        except BaseException:
+        except BaseException as exc:
+            lost = conn.broken and _is_operational(exc)
             _discard(conn)
+            if lost:
+                raise lost_connection(target, creds, exc) from None
             raise
         if conn.broken or conn.closed or conn.info.transaction_status != 0:
             _discard(conn)
@@ -83,7 +87,8 @@ class ConnectionPool:
                 conn, since = idle.pop()
             if conn.closed or conn.broken:
                 continue
-            if time.monotonic() - since > IDLE_CHECK_SECONDS and not _alive(conn):
+            stale = time.monotonic() - since > IDLE_CHECK_SECONDS or _readable(conn)
+            if stale and not _alive(conn):
                 _discard(conn)
                 continue  # dropped by the server meanwhile: replace it transparently
             return conn
@@ -94,6 +99,31 @@ class ConnectionPool:
         for conns in idle.values():
             for conn, _ in conns:
                 _discard(conn)
+
+
+def _readable(conn: psycopg.Connection) -> bool:
+    """An idle connection has nothing to read unless the server said goodbye (FATAL, EOF)."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _is_operational(exc: BaseException) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def lost_connection(target: Target, creds: Credentials, exc: BaseException) -> ProviderError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return ProviderError(
+        f"Lost the connection to PostgreSQL at {target.hostname}:{target.port}",
+        f"The connection to {target.where} as {creds.username!r} broke: {reason}\n\n"
+        f"Check that the server at {target.hostname}:{target.port} is up and reachable, then "
+        "apply again: a re-apply finds whatever the interrupted operation did commit and "
+        "converges.",
+    )
 
 
 def _alive(conn: psycopg.Connection) -> bool:
@@ -121,6 +151,11 @@ def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connec
         "sslmode": creds.sslmode,
         "connect_timeout": creds.connect_timeout,
         "application_name": "terraform-provider-immuta",
+        "keepalives": 1,
+        "keepalives_idle": max(creds.connect_timeout, 5),
+        "keepalives_interval": max(creds.connect_timeout // 3, 1),
+        "keepalives_count": 3,
+        "tcp_user_timeout": creds.connect_timeout * 1000,
     }
     password = creds.password(target)
     if password:
@@ -134,7 +169,7 @@ def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connec
 
 
 def connection_error(target: Target, creds: Credentials, exc: Exception) -> ProviderError:
-    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    reason = " ".join(str(exc).split()) or type(exc).__name__
     text = str(exc).lower()
     refused = "password authentication failed" in text or "pam authentication failed" in text
     if refused and creds.iam_signer:
