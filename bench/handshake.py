@@ -115,6 +115,24 @@ def import_profile(env: dict[str, str], scratch: str, top: int = 10) -> list[tup
     return sorted(rows, reverse=True)[:top]
 
 
+def measure(runs: int, env: dict[str, str] | None = None) -> dict[str, list[float]]:
+    """Milliseconds to the handshake line, `runs` interleaved runs of each executable."""
+    if env is None:
+        scratch = tempfile.mkdtemp(prefix="bench-handshake-")
+        try:
+            return measure(runs, plugin_environment(scratch))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    executables = {"ours": [str(OURS)], "go null": [str(NULL)]}
+    for command in executables.values():  # warm the page cache, untimed
+        time_to_handshake(command, env)
+    samples: dict[str, list[float]] = {name: [] for name in executables}
+    for _ in range(runs):
+        for name, command in executables.items():
+            samples[name].append(time_to_handshake(command, env) * 1000)
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.handshake", description=__doc__)
     parser.add_argument("--runs", type=int, default=21, help="timed runs per executable (>= 15)")
@@ -129,14 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = tempfile.mkdtemp(prefix="bench-handshake-")
     try:
         env = plugin_environment(scratch)
-        executables = {"ours": [str(OURS)], "go null": [str(NULL)]}
-        for command in executables.values():  # warm the page cache, untimed
-            time_to_handshake(command, env)
-        samples: dict[str, list[float]] = {name: [] for name in executables}
-        for _ in range(args.runs):
-            for name, command in executables.items():
-                samples[name].append(time_to_handshake(command, env) * 1000)
-
+        samples = measure(args.runs, env)
         print(f"process start -> handshake line, {args.runs} interleaved runs each (ms)")
         print(f"{'':10}{'median':>10}{'p90':>10}{'min':>10}")
         for name, values in samples.items():
