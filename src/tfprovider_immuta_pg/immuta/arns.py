@@ -11,8 +11,8 @@ import re
 from ..framework.schema import quote
 from . import rules
 
-REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$")
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 DB_RESOURCE_ID = re.compile(r"^(db|cluster)-[A-Z0-9]+$")
 IAM_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
 IAM_POLICY_NAME = re.compile(r"^[\w+=,.@-]{1,128}$", re.ASCII)

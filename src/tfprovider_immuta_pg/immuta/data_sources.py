@@ -95,6 +95,11 @@ PREFLIGHT_SCHEMA = Schema(
     )
 )
 
+
+def _filter_text(what: str) -> Check:
+    return Check(lambda v: rules.text_problem(v, what), f"a {what}", f"Invalid {what}")
+
+
 DATA_OBJECT = Object(
     {
         "database": STRING,
@@ -118,8 +123,18 @@ DATA_OBJECTS_SCHEMA = Schema(
                     Check(connection_id_problem, "a connection ID", "Invalid connection ID")
                 ],
             ),
-            "database": Attribute(STRING, "Only objects of this database.", optional=True),
-            "schema": Attribute(STRING, "Only objects of this schema.", optional=True),
+            "database": Attribute(
+                STRING,
+                "Only objects of this database.",
+                optional=True,
+                validators=[_filter_text("database name")],
+            ),
+            "schema": Attribute(
+                STRING,
+                "Only objects of this schema.",
+                optional=True,
+                validators=[_filter_text("schema name")],
+            ),
             "object_type": Attribute(
                 STRING,
                 "Only objects of this type: " + ", ".join(OBJECT_TYPES) + ".",
@@ -131,6 +146,7 @@ DATA_OBJECTS_SCHEMA = Schema(
                 "Only objects whose name matches this shell-style pattern (`*`, `?`, "
                 "`[...]`; case-sensitive).",
                 optional=True,
+                validators=[_filter_text("name pattern")],
             ),
             "objects": Attribute(
                 List(DATA_OBJECT),

@@ -20,10 +20,18 @@ def _encode(text: str, escapes: dict[int, str]) -> str:
     return text.translate(escapes)
 
 
-def _decode(text: str) -> str:
+def _decode(text: str, what: str) -> str:
+    """Percent-decode one part of an ID; the result must be a usable name."""
     from urllib.parse import unquote
 
-    return unquote(text, errors="strict")
+    try:
+        decoded = unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidId(f"{text!r}: a percent escape in the {what} is not UTF-8.") from None
+    problem = text_problem(decoded, what, 1024)
+    if problem:
+        raise InvalidId(problem)
+    return decoded
 
 
 class InvalidId(ValueError):
@@ -53,13 +61,13 @@ class ConnectionId:
                 f"{text!r} is not a connection ID; expected hostname:port/database/display_name "
                 "(for example db.example.com:5432/immuta/Production)."
             )
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise InvalidId(f"{text!r}: the port {port!r} is not a number from 1 to 65535.")
         return cls(
             hostname.strip("[]") if ":" in hostname else hostname,
             int(port),
-            _decode(database),
-            _decode(name),
+            _decode(database, "database name"),
+            _decode(name, "display name"),
         )
 
 
@@ -79,7 +87,7 @@ class MappingId:
                 f"{text!r} is not a user mapping ID; expected <connection id>#<immuta user> "
                 "(for example db.example.com:5432/immuta/Production#alice@example.com)."
             )
-        return cls(ConnectionId.parse(connection), _decode(user))
+        return cls(ConnectionId.parse(connection), _decode(user, "Immuta username"))
 
 
 def connection_id_problem(value: str) -> str | None:

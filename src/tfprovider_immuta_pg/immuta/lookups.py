@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import sql
 
 from ..framework.diagnostics import ProviderError
@@ -106,7 +107,18 @@ def data_objects(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
                 ("connection_id",),
             )
         with conn.cursor() as cur:
-            cur.execute(query, params)
+            try:
+                if config.get("name_pattern") is not None:
+                    # Compiled here, so a bad pattern fails even when no row would test it.
+                    cur.execute("SELECT '' ~ %s", (glob_to_regex(config["name_pattern"]),))
+                cur.execute(query, params)
+            except psycopg.errors.InvalidRegularExpression:
+                raise ProviderError(
+                    "Invalid name pattern",
+                    f"{config['name_pattern']!r} is not a valid shell-style pattern (check its "
+                    "[...] sets: ranges must run upwards, classes look like [[:alpha:]]).",
+                    ("name_pattern",),
+                ) from None
             rows = cur.fetchall()
     prefix = cid.display_name + "."
     objects = [

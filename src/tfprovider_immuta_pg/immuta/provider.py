@@ -339,21 +339,11 @@ class ImmutaProvider(Provider):
         """Rules that need more than one value; environment fallbacks count."""
         top = effective(config, PROVIDER_SCHEMA.block)
         aws = effective(config.get("aws"), AWS_BLOCK)
-        for path, variable, rule in (
-            (("auth_method",), "IMMUTA_PG_AUTH_METHOD", OneOf(rules.AUTH_METHODS)),
-            (("sslmode",), "PGSSLMODE", OneOf(rules.SSL_MODES)),
-        ):
-            if config.get(path[0]) is None and top[path[0]] is not None:
-                env_diags = Diagnostics()
-                rule(top[path[0]], path, env_diags)
-                for d in env_diags:
-                    diags.error(d.summary, f"From {variable}: {d.detail}", path)
-        if config.get("connect_timeout") is None and top["connect_timeout"] is not None:
-            number = _env_number(
-                top["connect_timeout"], "PGCONNECT_TIMEOUT", diags, ("connect_timeout",)
-            )
-            if number is not None:
-                IntBetween(1, 300)(number, ("connect_timeout",), diags)
+        aws_config = config.get("aws")
+        self._validate_environment(PROVIDER_SCHEMA.block, config, top, (), diags)
+        self._validate_environment(
+            AWS_BLOCK, aws_config if isinstance(aws_config, dict) else {}, aws, ("aws",), diags
+        )
         method = or_default(top["auth_method"], DEFAULT_AUTH_METHOD)
         if method is UNKNOWN or method not in rules.AUTH_METHODS:
             return
@@ -376,6 +366,27 @@ class ImmutaProvider(Provider):
                 )
         if method == "aws_assumed_role":
             self._check_role_username(top, aws, diags)
+
+    @staticmethod
+    def _validate_environment(
+        block: Block, configured: dict, values: dict, prefix: tuple, diags: Diagnostics
+    ) -> None:
+        """Values taken from environment variables obey the attribute's rules too."""
+        for name, attr in block.attributes.items():
+            value = values[name]
+            if configured.get(name) is not None or value is None or value is UNKNOWN:
+                continue
+            variable = next(e for e in attr.env if os.environ.get(e))
+            path = (*prefix, name)
+            if attr.type == NUMBER:
+                value = _env_number(value, variable, diags, path)
+                if value is None:
+                    continue
+            found = Diagnostics()
+            for validator in attr.validators:
+                validator(value, path, found)
+            for d in found:
+                diags.error(d.summary, f"From {variable}: {d.detail}", path)
 
     @staticmethod
     def _check_role_username(top: dict, aws: dict, diags: Diagnostics) -> None:

@@ -25,9 +25,10 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 MAX_NAME_LENGTH = 255
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
-_IAM_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_IAM_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
 _ARN = re.compile(
-    r"^arn:aws[a-z-]*:iam::(\d{12}):(role|user)/((?:[\x21-\x7e]*/)?)([\w+=,.@-]{1,64})$"
+    r"^arn:aws[a-z-]*:iam::([0-9]{12}):(role|user)/((?:[\x21-\x7e]*/)?)([\w+=,.@-]{1,64})$",
+    re.ASCII,
 )
 _IDENTITY_CENTER_ID = re.compile(
     r"^([0-9a-f]{10}-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
