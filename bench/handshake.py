@@ -12,7 +12,6 @@ stdout line is read. ``--profile`` adds our startup import profile (``-X importt
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
 import shutil
@@ -24,37 +23,14 @@ import threading
 import time
 from pathlib import Path
 
+from harness.plugin import client_certificate_pem
+
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT / "dist" / "mirror" / "registry.terraform.io"
 OURS = MIRROR / "immuta-pg/immuta/0.1.0/linux_amd64/terraform-provider-immuta_v0.1.0"
 NULL = MIRROR / "hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
 MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
 TIMEOUT_S = 30.0
-
-
-def client_certificate_pem() -> str:
-    """A self-signed P-256 client certificate like the one Terraform passes to its plugins."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(seconds=30))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def plugin_environment(scratch: str) -> dict[str, str]:

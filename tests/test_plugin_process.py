@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import signal
@@ -15,11 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness.plugin import PROVIDER_EXE, PluginProcess, plugin_env
+from harness.plugin import PROVIDER_EXE, PluginProcess, client_certificate_pem, plugin_env
 
 from tfprovider_immuta_pg.protocol.gen import (
     grpc_controller_pb2,
@@ -48,25 +46,6 @@ CONNECT_SCRIPT = (
 )
 
 
-def client_cert_pem() -> str:
-    """A self-signed ECDSA certificate, as Terraform's AutoMTLS hands the plugin."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def health(channel: grpc.Channel) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=10).status
@@ -86,7 +65,7 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def tls_plugin():
-    with PluginProcess({"PLUGIN_CLIENT_CERT": client_cert_pem()}) as process:
+    with PluginProcess({"PLUGIN_CLIENT_CERT": client_certificate_pem()}) as process:
         yield process
 
 
