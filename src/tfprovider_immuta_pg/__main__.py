@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 
-def main() -> None:
-    from .protocol.plugin import check_cookie
-
-    check_cookie()
+def _make_provider():
+    # Imported in the background, after the handshake line (see protocol.plugin).
     from .immuta.provider import ImmutaProvider
+
+    return ImmutaProvider()
+
+
+def main() -> None:
     from .protocol.plugin import serve
 
-    serve(ImmutaProvider)
+    serve(_make_provider)
 
 
 if __name__ == "__main__":

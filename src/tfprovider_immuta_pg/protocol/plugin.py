@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -47,6 +46,22 @@ def check_protocol_versions() -> None:
             f"Terraform offers {offered}; use Terraform 1.0 or newer.\n"
         )
         sys.exit(1)
+
+
+def private_folder() -> str:
+    """A fresh folder only this user can enter, as go-plugin makes for its socket.
+
+    Not `tempfile.mkdtemp`: importing tempfile costs ~9 ms of a ~100 ms start-up.
+    """
+    base = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or os.environ.get("TMPDIR") or "/tmp"
+    while True:
+        path = os.path.join(base, "plugin" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)  # whatever the umask
+        return path
 
 
 class DeferredServices(grpc.GenericRpcHandler):
@@ -97,10 +112,7 @@ class PluginServer:
 
     def __init__(self, provider_factory: Callable[[], Provider], tls: bool) -> None:
         self.shutdown_requested = threading.Event()
-        self.socket_dir = tempfile.mkdtemp(
-            prefix="plugin", dir=os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or None
-        )
-        os.chmod(self.socket_dir, 0o700)
+        self.socket_dir = private_folder()
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
