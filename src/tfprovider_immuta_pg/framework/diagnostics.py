@@ -48,16 +48,3 @@ class ProviderError(Exception):
         self.summary = summary
         self.detail = detail
         self.path = path
-
-
-def format_path(path: Path | None) -> str:
-    """Human spelling of a path, as Terraform prints it: a.b[0]["k"]."""
-    text = ""
-    for step in path or ():
-        if isinstance(step, str):
-            text += f".{step}" if text else step
-        elif isinstance(step, Key):
-            text += f'["{step.value}"]'
-        else:
-            text += f"[{step}]"
-    return text

@@ -98,9 +98,3 @@ def _at(value: Any, path: Path) -> Any:
         else:
             value = value.get(step if isinstance(step, str) else step.value)
     return value
-
-
-value_at = _at
-
-
-__all__ = ["validate_values", "plan_change", "value_at"]

@@ -28,10 +28,6 @@ class _Unknown:
 UNKNOWN = _Unknown()
 
 
-def is_known(value: Any) -> bool:
-    return value is not UNKNOWN
-
-
 def is_wholly_known(value: Any) -> bool:
     """True when neither the value nor anything nested in it is unknown."""
     if value is UNKNOWN:

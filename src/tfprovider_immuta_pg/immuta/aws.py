@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..framework.diagnostics import ProviderError
 from ..framework.secrets import register
-from . import rules
 
 if TYPE_CHECKING:
     from .provider import AwsSettings
@@ -191,7 +190,3 @@ def aws_error(exc: Exception, summary: str, hint: str) -> ProviderError:
     message = getattr(exc, "response", {}).get("Error", {}).get("Message") if code else None
     reason = f"{code}: {message}" if code else f"{type(exc).__name__}: {exc}"
     return ProviderError(summary, f"AWS answered {reason}\n\n{hint}")
-
-
-def role_name(settings: AwsSettings) -> str | None:
-    return rules.role_name_from_arn(settings.role_arn) if settings.role_arn else None
