@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness.plugin import client_certificate_pem
+from harness.plugin import make_client_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT / "dist" / "mirror" / "registry.terraform.io"
@@ -40,7 +40,7 @@ def plugin_environment(scratch: str) -> dict[str, str]:
     env.update(
         TF_PLUGIN_MAGIC_COOKIE=MAGIC_COOKIE,
         PLUGIN_PROTOCOL_VERSIONS="5,6",
-        PLUGIN_CLIENT_CERT=client_certificate_pem(),
+        PLUGIN_CLIENT_CERT=make_client_certificate().cert_pem,
         # Killed plugins leave their sockets behind; keep them in a directory removed at the end.
         PLUGIN_UNIX_SOCKET_DIR=scratch,
         TMPDIR=scratch,

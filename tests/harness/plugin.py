@@ -80,7 +80,12 @@ class PluginProcess:
         extra_env: dict[str, str] | None = None,
         timeout: float = 15,
         cwd: str | Path = "/",
+        client_certificate: ClientCertificate | None = None,
     ) -> None:
+        """With `client_certificate`, PLUGIN_CLIENT_CERT announces it and channels present it."""
+        self.client_certificate = client_certificate
+        if client_certificate is not None:
+            extra_env = {**(extra_env or {}), "PLUGIN_CLIENT_CERT": client_certificate.cert_pem}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [str(PROVIDER_EXE)],
@@ -105,13 +110,21 @@ class PluginProcess:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
 
-    def channel(self, tls: bool | None = None) -> grpc.Channel:
-        """A channel as go-plugin opens it: TLS trusting the handshake cert when one is given."""
+    def channel(
+        self, tls: bool | None = None, client: ClientCertificate | None = None
+    ) -> grpc.Channel:
+        """A channel as go-plugin opens it: TLS trusting the handshake cert when one is given,
+        presenting `client` (default: the certificate this process was started with)."""
         if tls is None:
             tls = bool(self.handshake.cert)
         if not tls:
             return grpc.insecure_channel(self.handshake.target)
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.handshake.cert_pem)
+        client = client or self.client_certificate
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.handshake.cert_pem,
+            private_key=client.key_pem.encode() if client else None,
+            certificate_chain=client.cert_pem.encode() if client else None,
+        )
         return grpc.secure_channel(
             self.handshake.target,
             credentials,
@@ -144,16 +157,33 @@ class PluginProcess:
         self.close()
 
 
-def client_certificate_pem() -> str:
-    """A self-signed P-256 client certificate like the one Terraform passes to its plugins."""
+@dataclass(frozen=True)
+class ClientCertificate:
+    cert_pem: str
+    key_pem: str
+
+
+def make_client_certificate(curve: str = "secp256r1") -> ClientCertificate:
+    """A self-signed client certificate shaped like the one Terraform passes to its plugins.
+
+    Terraform's own is P-521 (secp521r1); grpcio clients can only present P-256 keys.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    key = ec.generate_private_key(ec.SECP521R1() if curve == "secp521r1" else ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+        ]
+    )
     now = datetime.datetime.now(datetime.UTC)
+    usage = x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -163,7 +193,15 @@ def client_certificate_pem() -> str:
         .not_valid_before(now - datetime.timedelta(seconds=30))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, hashes.SHA512() if curve == "secp521r1" else hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return ClientCertificate(
+        cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+    )

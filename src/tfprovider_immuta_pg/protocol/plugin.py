@@ -110,7 +110,8 @@ class DeferredServices(grpc.GenericRpcHandler):
 class PluginServer:
     """The gRPC server with everything go-plugin expects besides the provider."""
 
-    def __init__(self, provider_factory: Callable[[], Provider], tls: bool) -> None:
+    def __init__(self, provider_factory: Callable[[], Provider], client_cert_pem: str) -> None:
+        """Plaintext when client_cert_pem is empty; else mutual TLS through a TlsFront."""
         self.shutdown_requested = threading.Event()
         self.socket_dir = private_folder()
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
@@ -126,17 +127,19 @@ class PluginServer:
         self.services = DeferredServices(self._register)
         self.server.add_generic_rpc_handlers((self.services,))
         self.certificate = None
-        address = f"unix:{self.socket_path}"
-        if tls:
+        self.tls_front = None
+        if client_cert_pem:
             from .tls import generate_certificate
+            from .tls_front import TlsFront
 
             self.certificate = generate_certificate()
-            credentials = grpc.ssl_server_credentials(
-                [(self.certificate.key_pem, self.certificate.cert_pem)]
+            inner_path = os.path.join(self.socket_dir, "grpc.sock")
+            self.server.add_insecure_port(f"unix:{inner_path}")
+            self.tls_front = TlsFront(
+                self.socket_path, inner_path, self.certificate, client_cert_pem
             )
-            self.server.add_secure_port(address, credentials)
         else:
-            self.server.add_insecure_port(address)
+            self.server.add_insecure_port(f"unix:{self.socket_path}")
 
     def _register(self, registry: DeferredServices) -> None:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -177,12 +180,16 @@ class PluginServer:
 
     def start(self) -> None:
         self.server.start()
+        if self.tls_front is not None:
+            self.tls_front.start()
 
     def stop(self) -> None:
         import shutil
 
         if self.provider_service is not None:
             self.provider_service.stop_signal.stop()
+        if self.tls_front is not None:
+            self.tls_front.stop()
         self.server.stop(grace=1).wait()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
@@ -192,7 +199,11 @@ def serve(provider_factory: Callable[[], Provider]) -> None:
     check_protocol_versions()
     # Terraform handles Ctrl-C itself and calls StopProvider; the plugin must outlive it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server = PluginServer(provider_factory, tls=bool(os.environ.get("PLUGIN_CLIENT_CERT")))
+    try:
+        server = PluginServer(provider_factory, os.environ.get("PLUGIN_CLIENT_CERT", ""))
+    except ValueError as exc:  # a damaged PLUGIN_CLIENT_CERT: never fall back to plaintext
+        sys.stderr.write(f"terraform-provider-immuta: {exc}\n")
+        sys.exit(1)
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown_requested.set())
     server.start()
     stdout = sys.stdout
