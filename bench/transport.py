@@ -26,7 +26,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness.plugin import PluginProcess, make_client_certificate
 
 from bench.common import cpu_seconds
-
 from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2, tfplugin6_pb2_grpc
 
 ROUND = 100
