@@ -104,6 +104,24 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
                     m["null"][step].seconds,
                     ".2f",
                 )
+        if "null same state" in m:
+            for step in mappings.STEPS:
+                row(
+                    f"{step}, {n} resources, against null_resources holding the same state "
+                    "bytes (s)",
+                    m["immuta"][step].seconds,
+                    m["null same state"][step].seconds,
+                    ".2f",
+                )
+            b = m["bytes"]
+            rows.append(
+                (
+                    "state-file bytes per instance (null column: plain / same-state)",
+                    f"{b['immuta']:.0f}",
+                    f"{b['null']:.0f} / {b['null same state']:.0f}",
+                    f"{b['immuta'] / b['null']:.2f}",
+                )
+            )
     if "crawl" in results:
         big = results["crawl"][1][-1]
         what = f"{kilo(big.objects)} objects, {big.databases} databases"
@@ -165,6 +183,19 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
             f"{m['null'][step].provider_cpu:.1f})"
             for step in mappings.STEPS
         )
+        if "null same state" in m:
+            same = "; ".join(
+                f"{step} {m['null same state'][step].terraform_cpu:.1f} / "
+                f"{m['null same state'][step].provider_cpu:.1f}"
+                for step in mappings.STEPS
+            )
+            notes.append(
+                "Same-state baseline: null_resources whose triggers carry a mapping's strings "
+                "and reference one other null_resource (bench/mappings.py). Terraform's local "
+                "backend rewrites the whole state file after every resource it changes, so its "
+                "CPU grows with the bytes per instance; against this baseline the difference "
+                f"left is the provider's. Its CPU seconds, terraform / provider: {same}."
+            )
         notes.append(
             f"CPU seconds of the {n}-resource runs, terraform / provider processes / "
             f"PostgreSQL: {cpu}. Provider processes per command: "
@@ -244,7 +275,11 @@ def main(argv: list[str]) -> int:
                     f"mappings: {sizes.count} resources each, {', '.join(steps)} "
                     f"(run {n + 1} of {sizes.repeat})"
                 )
-                runs.append(mappings.compare(server, sizes.count, PARALLELISM, steps))
+                runs.append(
+                    mappings.compare(
+                        server, sizes.count, PARALLELISM, steps, same_state="mappings" in only
+                    )
+                )
             main_run = mappings.median_runs(runs)
             results["main_run"] = main_run
             if "mappings" in only:

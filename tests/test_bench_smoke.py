@@ -1,0 +1,46 @@
+"""A quick smoke run of the benchmarks (the full ones run with ./build.sh bench)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
+    result = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_mapping_bench_with_the_same_state_baseline() -> None:
+    out = run_bench("bench.mappings", "--count", "5", "--same-state")
+    for step in ("apply", "refresh-plan", "destroy"):
+        assert re.search(rf"^{step}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+", out, re.M), out
+    ours, plain, _, same, _ = re.search(r"^state B/inst\.\s+(.*)$", out, re.M)[1].split()
+    # The same-state baseline is only fair if its instances are as big as ours (within 10%).
+    assert abs(float(same) - float(ours)) < 0.1 * float(ours), out
+    assert float(plain) < float(ours), out
+
+
+def test_transport_bench_prints_the_cost_of_mutual_tls() -> None:
+    out = run_bench("bench.transport", "--calls", "100")
+    for kind in ("health Check", "GetProviderSchema"):
+        row = re.search(
+            rf"^{kind}\s+([\d.]+) ([\d.]+) (-?[\d.]+) \|\s+([\d.]+) ([\d.]+)", out, re.M
+        )
+        assert row, out
+        plain, mtls = float(row[1]), float(row[2])
+        assert 0 < plain < 50 and 0 < mtls < 50, out
