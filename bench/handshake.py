@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness.plugin import make_client_certificate
+from harness.plugin import ClientCertificate, make_client_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT / "dist" / "mirror" / "registry.terraform.io"
@@ -33,14 +33,15 @@ MAGIC_COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2
 TIMEOUT_S = 30.0
 
 
-def plugin_environment(scratch: str) -> dict[str, str]:
+def plugin_environment(scratch: str, client: ClientCertificate | None = None) -> dict[str, str]:
+    """go-plugin's environment; PLUGIN_CLIENT_CERT announces `client` (default: a new one)."""
     env = dict(os.environ)
     for name in ("PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT", "TF_LOG", "TF_LOG_PROVIDER"):
         env.pop(name, None)
     env.update(
         TF_PLUGIN_MAGIC_COOKIE=MAGIC_COOKIE,
         PLUGIN_PROTOCOL_VERSIONS="5,6",
-        PLUGIN_CLIENT_CERT=make_client_certificate().cert_pem,
+        PLUGIN_CLIENT_CERT=(client or make_client_certificate()).cert_pem,
         # Killed plugins leave their sockets behind; keep them in a directory removed at the end.
         PLUGIN_UNIX_SOCKET_DIR=scratch,
         TMPDIR=scratch,

@@ -23,7 +23,7 @@ import tempfile
 import threading
 
 import grpc
-from harness.plugin import Handshake
+from harness.plugin import ClientCertificate, Handshake, make_client_certificate
 
 from bench.common import MIB, proc_status
 from bench.handshake import NULL, OURS, plugin_environment
@@ -59,10 +59,14 @@ def stop(proc: subprocess.Popen) -> None:
     proc.stdout.close()
 
 
-def get_provider_schema(handshake: Handshake) -> int:
+def get_provider_schema(handshake: Handshake, client: ClientCertificate) -> int:
     """One GetProviderSchema call (empty request); returns the response size in bytes."""
     target = handshake.target if handshake.network == "unix" else handshake.address
-    credentials = grpc.ssl_channel_credentials(root_certificates=handshake.cert_pem)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=handshake.cert_pem,
+        private_key=client.key_pem.encode(),
+        certificate_chain=client.cert_pem.encode(),
+    )
     with grpc.secure_channel(
         target, credentials, options=[("grpc.ssl_target_name_override", "localhost")]
     ) as channel:
@@ -76,12 +80,13 @@ def measure(runs: int) -> dict[str, float]:
     schema_bytes = 0
     scratch = tempfile.mkdtemp(prefix="bench-rss-")
     try:
-        env = plugin_environment(scratch)
+        client = make_client_certificate()
+        env = plugin_environment(scratch, client)
         for _ in range(runs):
             proc, handshake = start(str(OURS), env)
             try:
                 samples["ours"].append(proc_status(proc.pid)["VmRSS"] / MIB)
-                schema_bytes = get_provider_schema(handshake)
+                schema_bytes = get_provider_schema(handshake, client)
                 samples["ours schema"].append(proc_status(proc.pid)["VmRSS"] / MIB)
             finally:
                 stop(proc)
