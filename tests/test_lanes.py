@@ -1,0 +1,121 @@
+"""The plugin server's thread pools: control calls answer while every quick worker is busy.
+
+A protocol-room test: the resource here is a stand-in whose read blocks until released, so
+the quick lane can be filled on purpose. No PostgreSQL or Terraform is involved.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tfprovider_immuta_pg.framework.diagnostics import Diagnostics
+from tfprovider_immuta_pg.framework.provider import Context, Provider, Resource
+from tfprovider_immuta_pg.framework.schema import Attribute, Block, Schema
+from tfprovider_immuta_pg.framework.types import STRING
+from tfprovider_immuta_pg.protocol import plugin
+from tfprovider_immuta_pg.protocol.convert import value_to_proto
+from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2 as pb
+from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2_grpc
+
+SCHEMA = Schema(Block(attributes={"id": Attribute(STRING, required=True)}))
+
+
+class Gate(Resource):
+    type_name = "test_gate"
+    schema = SCHEMA
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.reading = threading.Semaphore(0)
+
+    def read(self, state: dict, ctx: Context) -> dict | None:
+        self.reading.release()
+        self.release.wait(30)
+        return state
+
+    def create(self, planned: dict, ctx: Context) -> dict:
+        return planned
+
+
+class GateProvider(Provider):
+    schema = Schema(Block())
+    data_sources: dict = {}
+    functions: dict = {}
+
+    def __init__(self, gate: Gate) -> None:
+        self.resources = {"test_gate": gate}
+
+    def configure(self, config: dict, diags: Diagnostics) -> None:
+        pass
+
+
+@pytest.fixture
+def served():
+    gate = Gate()
+    server = plugin.PluginServer(lambda: GateProvider(gate), client_cert_pem="")
+    server.start()
+    server.services.start()
+    channel = grpc.insecure_channel(f"unix:{server.socket_path}")
+    try:
+        yield gate, channel
+    finally:
+        gate.release.set()
+        channel.close()
+        server.stop()
+
+
+def test_stop_and_health_answer_while_the_quick_lane_is_full(served) -> None:
+    gate, channel = served
+    stub = tfplugin6_pb2_grpc.ProviderStub(channel)
+    state = value_to_proto({"id": "x"}, SCHEMA.value_type)
+    read = pb.ReadResource.Request(type_name="test_gate", current_state=state)
+    with futures.ThreadPoolExecutor(plugin.QUICK_WORKERS + 3) as callers:
+        reads = [
+            callers.submit(stub.ReadResource, read, timeout=30)
+            for _ in range(plugin.QUICK_WORKERS + 3)
+        ]
+        for _ in range(plugin.QUICK_WORKERS):  # every quick worker is now inside a read
+            assert gate.reading.acquire(timeout=10)
+        assert not gate.reading.acquire(timeout=0.3)  # and the other reads wait their turn
+
+        assert stub.StopProvider(pb.StopProvider.Request(), timeout=5).Error == ""
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service="plugin")
+        assert health.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        # The long lane is not held up by the quick one either.
+        apply = pb.ApplyResourceChange.Request(
+            type_name="test_gate",
+            prior_state=value_to_proto(None, SCHEMA.value_type),
+            planned_state=state,
+            config=state,
+        )
+        applied = stub.ApplyResourceChange(apply, timeout=5)
+        assert not applied.diagnostics
+        assert applied.new_state.msgpack == state.msgpack
+
+        gate.release.set()
+        assert all(r.result(timeout=10).new_state.msgpack == state.msgpack for r in reads)
+
+
+def test_every_provider_method_has_a_lane() -> None:
+    lanes = plugin.Lanes()
+    names = [m.name for m in pb.DESCRIPTOR.services_by_name["Provider"].methods]
+    assert len(names) > 15
+    pools = {name: lanes.pool_for(f"/tfplugin6.Provider/{name}") for name in names}
+    assert pools["StopProvider"] is lanes.control
+    assert pools["ApplyResourceChange"] is lanes.long
+    assert pools["ReadResource"] is lanes.quick
+    assert pools["PlanResourceChange"] is lanes.quick
+    named = plugin.CONTROL_METHODS | plugin.LONG_METHODS
+    known = {f"/tfplugin6.Provider/{n}" for n in names} | {
+        "/plugin.GRPCController/Shutdown",
+        "/plugin.GRPCStdio/StreamStdio",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+    }
+    assert named <= known  # no lane names a method that does not exist
