@@ -73,15 +73,15 @@ def tls_plugin():
         yield process
 
 
-def test_refuses_to_start_without_the_magic_cookie() -> None:
-    result = subprocess.run(
-        [str(PROVIDER_EXE)],
-        env=plugin_env(cookie=False),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd="/",
+def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The executable run with `env` until it exits (it should, at once)."""
+    return subprocess.run(
+        [str(PROVIDER_EXE)], env=env, capture_output=True, text=True, timeout=30, cwd="/"
     )
+
+
+def test_refuses_to_start_without_the_magic_cookie() -> None:
+    result = run_to_exit(plugin_env(cookie=False))
     assert result.returncode == 1
     assert result.stdout == ""
     assert "This binary is a plugin" in result.stderr
@@ -90,13 +90,7 @@ def test_refuses_to_start_without_the_magic_cookie() -> None:
 
 
 def test_refuses_a_wrong_magic_cookie() -> None:
-    result = subprocess.run(
-        [str(PROVIDER_EXE)],
-        env=plugin_env({"TF_PLUGIN_MAGIC_COOKIE": "nope"}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_to_exit(plugin_env({"TF_PLUGIN_MAGIC_COOKIE": "nope"}))
     assert result.returncode == 1
     assert "This binary is a plugin" in result.stderr
 
@@ -295,14 +289,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_damaged_client_certificate_stops_the_plugin() -> None:
-    result = subprocess.run(
-        [str(PROVIDER_EXE)],
-        env=plugin_env({"PLUGIN_CLIENT_CERT": "-----BEGIN CERTIFICATE-----\nnot base64!\n"}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd="/",
-    )
+    damaged = "-----BEGIN CERTIFICATE-----\nnot base64!\n"
+    result = run_to_exit(plugin_env({"PLUGIN_CLIENT_CERT": damaged}))
     assert result.returncode == 1
     assert result.stdout == ""  # no handshake line: Terraform must not dial a plaintext plugin
     assert "PLUGIN_CLIENT_CERT holds no PEM certificate" in result.stderr
