@@ -39,6 +39,8 @@ import pytest
 from harness import Database, PostgresServer, Result, Terraform, hcl_string, provider_block
 from psycopg import sql
 
+from tfprovider_immuta_pg.protocol import plugin
+
 APP_NAME = "terraform-provider-immuta"
 CLONE_NEWNET = 0x40000000
 PG_VERSION = 17
@@ -850,3 +852,40 @@ def test_connection_closed_during_start_up_is_explained(terraform: Terraform) ->
     assert f"Cannot connect to PostgreSQL at 127.0.0.1:{port}" in diagnostic, diagnostic
     if "server closed the connection unexpectedly" not in diagnostic:
         raise SrcBug(f"the reason is garbled: {diagnostic}")
+
+
+def test_partition_fails_the_other_reads_at_once(
+    link: Link, ns_server: PostgresServer, proxy: DelayProxy, terraform: Terraform
+) -> None:
+    """With the server unreachable, one read waits connect_timeout; the reads queued behind
+    it fail at once, naming the earlier attempt, instead of each waiting in turn."""
+    immuta_database(ns_server)
+    users = [f"user{i}@example.com" for i in range(9)]
+    config = proxied_config(link, ns_server, proxy)
+    terraform.write(config + mappings_hcl("m", users))
+    terraform.init()
+    terraform.apply()
+    # The same mappings with the connection id written out: no dependency on the connection,
+    # so Terraform refreshes all ten resources at once.
+    connection_id = f"{link.ns_ip}:{proxy.port}/immuta/Warehouse"
+    literal = mappings_hcl("m", users).replace(
+        "immuta_postgres_connection.main.id", hcl_string(connection_id)
+    )
+    terraform.write(config + literal)
+    assert terraform.plan().returncode == 0
+
+    link.partition()
+    plan = terraform.plan()
+    text = errors(plan)
+    assert plan.returncode == 1, plan.output
+    failed = re.findall(r"Error: Cannot connect to PostgreSQL at", text)
+    assert len(failed) == len(users) + 1, text
+    assert len(re.findall(r"No\s+answer\s+within\s+connect_timeout\s+=\s+2\s+s", text)) == len(
+        failed
+    )
+    fast = re.findall(r"Not\s+retried:\s+an\s+attempt", text)
+    # Only what was in flight together (one quick lane's worth) waited the timeout out.
+    assert len(failed) - len(fast) <= plugin.QUICK_WORKERS, text
+
+    link.heal()
+    assert terraform.plan().returncode == 0  # a new provider process tries again

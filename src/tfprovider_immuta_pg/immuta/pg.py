@@ -47,10 +47,18 @@ class Credentials:
     iam_signer: str | None = None
 
 
+class ConnectTimedOut(ProviderError):
+    """No answer within connect_timeout."""
+
+
 class ConnectionPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: dict[tuple[Target, str], list[tuple[psycopg.Connection, float]]] = {}
+        # The last connect to a target that got no answer, for connect_timeout seconds: the
+        # reads of 1000 mappings on an unreachable server then fail at once, instead of each
+        # waiting connect_timeout in turn.
+        self._timed_out: dict[tuple[Target, str], tuple[float, ConnectTimedOut]] = {}
 
     @contextmanager
     def connection(
@@ -58,7 +66,7 @@ class ConnectionPool:
     ) -> Iterator[psycopg.Connection]:
         """A healthy connection, returned to the pool afterwards unless it broke."""
         key = (target, creds.key)
-        conn = self._take(key) or _connect(target, creds, ctx)
+        conn = self._take(key) or self._open(key, target, creds, ctx)
         try:
             with ctx.stop.cancelling(conn.cancel_safe):
                 yield conn
@@ -92,6 +100,29 @@ class ConnectionPool:
                 _discard(conn)
                 continue  # dropped by the server meanwhile: replace it transparently
             return conn
+
+    def _open(
+        self, key: tuple[Target, str], target: Target, creds: Credentials, ctx: Context
+    ) -> psycopg.Connection:
+        with self._lock:
+            last = self._timed_out.get(key)
+        if last is not None and time.monotonic() - last[0] < creds.connect_timeout:
+            ago, error = time.monotonic() - last[0], last[1]
+            raise ConnectTimedOut(
+                error.summary,
+                f"{error.detail}\n\nNot retried: an attempt {ago:.1f} s ago got no answer "
+                f"either, and the provider waits connect_timeout ({creds.connect_timeout} s) "
+                "before trying this server again.",
+            )
+        try:
+            conn = _connect(target, creds, ctx)
+        except ConnectTimedOut as exc:
+            with self._lock:
+                self._timed_out[key] = (time.monotonic(), exc)
+            raise
+        with self._lock:
+            self._timed_out.pop(key, None)
+        return conn
 
     def close(self) -> None:
         with self._lock:
@@ -172,6 +203,7 @@ def connection_error(target: Target, creds: Credentials, exc: Exception) -> Prov
     reason = " ".join(str(exc).split()) or type(exc).__name__
     text = str(exc).lower()
     refused = "password authentication failed" in text or "pam authentication failed" in text
+    timed_out = "timeout" in text or "timed out" in text
     if refused and creds.iam_signer:
         hint = (
             f"RDS refused the IAM auth token for database user {creds.username!r} (signed for "
@@ -191,7 +223,7 @@ def connection_error(target: Target, creds: Credentials, exc: Exception) -> Prov
             f"The database {target.database!r} does not exist on {target.hostname}:{target.port}. "
             "Create the Immuta database first (CREATE DATABASE), or fix `database`."
         )
-    elif "timeout" in text or "timed out" in text:
+    elif timed_out:
         hint = (
             f"No answer within connect_timeout = {creds.connect_timeout} s. Check that "
             f"{target.hostname}:{target.port} is reachable from here (network, firewall, "
@@ -202,7 +234,7 @@ def connection_error(target: Target, creds: Credentials, exc: Exception) -> Prov
             f"Check that PostgreSQL listens on {target.hostname}:{target.port}, that the network "
             "allows it, and the provider's sslmode and credentials."
         )
-    return ProviderError(
+    return (ConnectTimedOut if timed_out else ProviderError)(
         f"Cannot connect to PostgreSQL at {target.hostname}:{target.port}",
         f"Connecting to {target.where} as {creds.username!r} failed: {reason}\n\n{hint}",
     )
