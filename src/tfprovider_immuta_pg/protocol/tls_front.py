@@ -95,8 +95,9 @@ class _Link:
             if self.tls.getpeercert(binary_form=True) != expected_der:
                 raise PermissionError("client certificate is not the one in PLUGIN_CLIENT_CERT")
             self.authenticated = True
-            self.tls.write(self.early)
-            self.early.clear()
+            if self.early:
+                self.tls.write(self.early)
+                self.early.clear()
         while True:
             try:
                 size = self.tls.read(len(_buffer), _buffer)
