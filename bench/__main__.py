@@ -2,16 +2,18 @@
 
     python -m bench [--quick] [--only handshake|mappings|crawl|rss|plots[,...]]
 
-Full run (8.5 minutes on 2 cores with other work running): handshake (21 interleaved starts
-each), 1000 immuta_user_mapping vs 1000 null_resource (apply, refresh-plan, destroy;
--parallelism=10; median of 3 runs), a crawl of 10k, 50k and 100k objects over 1, 5 and 10
+Full run (about 5.5 minutes on a quiet 2-core machine): handshake (21 interleaved starts
+each), 1000 immuta_user_mapping vs 1000 null_resource and vs 1000 null_resource holding the
+same state bytes as a mapping (apply, refresh-plan, destroy; -parallelism=10; median of 3
+runs; see bench/mappings.py), a crawl of 10k, 50k and 100k objects over 1, 5 and 10
 databases (median of 3), provider RSS at rest and peak during the applies, and
 docs/bench_scaling.png (apply time at 100, 250, 500 and 1000 resources; crawl time against
-objects with a linear fit). `--quick` (about 1 minute) divides every size by 10 (100
+objects with a linear fit). `--quick` (under 1 minute) divides every size by 10 (100
 resources, 10k objects) and runs everything once; its plot goes to
 .cache/bench/bench_scaling_quick.png so the committed one stays a full run. The table, in
 Markdown, is printed and written to bench/results.md. Methods: bench/common.py (peak RSS),
-bench/crawl.py (crawl time), bench/rss.py (RSS at rest), bench/handshake.py.
+bench/crawl.py (crawl time), bench/rss.py (RSS at rest), bench/handshake.py. Not in the
+table: bench/transport.py (the cost of mutual TLS per RPC) and bench/profile.py (py-spy).
 """
 
 from __future__ import annotations
