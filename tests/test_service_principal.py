@@ -15,16 +15,20 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import Key, MotoServer, PostgresServer, RdsFront, Terraform, hcl_string, provider_block
+from harness import MotoServer, PostgresServer, Terraform, hcl_string, provider_block
+from harness.aws_example import (
+    ACCOUNT,
+    IMMUTA_ACCOUNT,
+    REGION,
+    RESOURCE_ID,
+    assumed_role_setup,
+    ensure_rds_iam,
+)
 from psycopg import sql
 
 from tfprovider_immuta_pg.immuta import policies
 from tfprovider_immuta_pg.immuta.service_principal import external_id_checker, seal_external_id
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's account
-IMMUTA_ACCOUNT = "210987654321"
-RESOURCE_ID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY1"
 ADDRESS = "immuta_aws_service_principal.svc"
 
 
@@ -145,12 +149,7 @@ class World:
 
 @pytest.fixture
 def world(pg17: PostgresServer, moto_server: MotoServer, terraform: Terraform) -> Iterator[World]:
-    with pg17.connect() as conn:
-        # RDS and Aurora servers have this role; server-wide, shared by tests, never dropped.
-        conn.execute(
-            "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        )
+    ensure_rds_iam(pg17)
     world = World(pg17, moto_server, terraform, unique("immuta-svc-"), unique("ExtId-") + "x")
     try:
         yield world
@@ -490,46 +489,17 @@ def test_invalid_arguments_are_reported_with_their_attribute(world: World) -> No
 # ---------------------------------------------------------------------- the example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "aws_assumed_role"
-ACCESS_KEY_ID = "AKIAIMMUTAEXAMPLE001"
-SECRET_ACCESS_KEY = "example/Secret+Key+For+Immuta+0123456789ab"
 
 
 def test_aws_assumed_role_example(world: World, tmp_path: Path) -> None:
     """examples/aws_assumed_role: the service principal, then a connection through it, the
     connection reaching PostgreSQL through the RDS IAM auth front as the assumed role."""
-    pg, moto = world.pg, world.moto
-
-    def lookup(access_key_id: str) -> Key | None:
-        role = moto.assumed_role(access_key_id)
-        return Key(role.secret_access_key, role.session_token) if role else None
-
-    # The privileges Immuta needs to register the server, granted once by the master user.
-    world.pg_execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(world.role)))
-    db = pg.temp_database()
-    front = RdsFront(pg, region=REGION, keys={ACCESS_KEY_ID: SECRET_ACCESS_KEY}, lookup=lookup)
-    front.start()
+    moto = world.moto
     workdir = tmp_path / "example"
     shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    variables = {
-        "pg_host": pg.host,
-        "pg_port": str(pg.port),
-        "pg_username": pg.user,
-        "pg_password": pg.password,
-        "pg_sslmode": "prefer",
-        "iam_host": front.hostname,
-        "iam_port": str(front.port),
-        "immuta_database": db.name,
-        "aws_endpoint_url": moto.endpoint_url,
-        "aws_account_id": ACCOUNT,
-        "db_resource_id": RESOURCE_ID,
-        "role_name": world.role,
-        "immuta_account_id": IMMUTA_ACCOUNT,
-        "immuta_external_id": world.external_id,
-    }
-    env = {f"TF_VAR_{k}": v for k, v in variables.items()}
-    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY)
-    tf = Terraform(workdir, env=env)
-    try:
+    with assumed_role_setup(world.pg, moto, world.role, world.external_id) as setup:
+        front, db = setup.front, setup.database
+        tf = Terraform(workdir, env=setup.env)
         applied = tf.apply()
         outputs = tf.outputs()
         assert outputs["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/{world.role}"
@@ -552,9 +522,6 @@ def test_aws_assumed_role_example(world: World, tmp_path: Path) -> None:
         tf.destroy()
         assert tf.resources() == {}
         assert not world.role_exists() and not world.policy_exists()
-    finally:
-        front.stop()
-        db.drop()
 
 
 # ---------------------------------------------------------------------- unit: documents
