@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import PostgresServer, Terraform, hcl_string, provider_block
+from harness import PostgresServer, Terraform, connection_block, hcl_string, provider_block
 
 from bench.common import MIB, flags, terraform
 
@@ -98,20 +98,9 @@ def create_dataset(server: PostgresServer, per_database: int) -> dict[str, float
 
 def connection_config(server: PostgresServer, immuta_db: str, databases: list[str]) -> str:
     patterns = ", ".join(hcl_string(d) for d in databases)
-    return (
-        provider_block(server)
-        + f"""
-resource "immuta_postgres_connection" "warehouse" {{
-  display_name    = "Warehouse"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(server.host)}
-  port            = {server.port}
-  database        = {hcl_string(immuta_db)}
-  include {{
-    databases = [{patterns}]
-  }}
-}}
-"""
+    include = f"  include {{\n    databases = [{patterns}]\n  }}"
+    return provider_block(server) + connection_block(
+        server.host, server.port, immuta_db, label="warehouse", body=include
     )
 
 

@@ -27,7 +27,14 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    PostgresServer,
+    Terraform,
+    connection_block,
+    hcl_string,
+    provider_block,
+)
 
 from bench.common import Run, flags, terraform
 
@@ -71,15 +78,8 @@ resource "null_resource" "r" {{
 def mapping_config(server: PostgresServer, database: str, count: int) -> str:
     return (
         provider_block(server)
-        + f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Bench"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(server.host)}
-  port            = {server.port}
-  database        = {hcl_string(database)}
-}}
-resource "immuta_user_mapping" "m" {{
+        + connection_block(server.host, server.port, database, "Bench")
+        + f"""resource "immuta_user_mapping" "m" {{
   count         = {count}
   connection_id = immuta_postgres_connection.main.id
   immuta_user   = "user-${{count.index}}@example.com"

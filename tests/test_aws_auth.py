@@ -7,7 +7,6 @@ import http.server
 import json
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from harness import (
     RdsFront,
     Result,
     Terraform,
+    connection_block,
     hcl_string,
 )
 from psycopg import sql
@@ -51,16 +51,8 @@ class Env:
 
 
 def connection_hcl(front: RdsFront, db: Database) -> str:
-    return textwrap.dedent(
-        f"""
-        resource "immuta_postgres_connection" "main" {{
-          display_name    = "Aurora Prod"
-          deployment_type = "rds"
-          hostname        = {hcl_string(front.hostname)}
-          port            = {front.port}
-          database        = {hcl_string(db.name)}
-        }}
-        """
+    return "\n" + connection_block(
+        front.hostname, front.port, db.name, "Aurora Prod", deployment_type='"rds"'
     )
 
 

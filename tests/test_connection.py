@@ -5,21 +5,18 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    PostgresServer,
+    Terraform,
+    connection_block,
+    provider_block,
+)
 from psycopg import sql
 
 
 def connection_hcl(db: Database, display_name: str = "Production", **extra: str) -> str:
-    attrs = {
-        "display_name": hcl_string(display_name),
-        "deployment_type": '"self_managed"',
-        "hostname": hcl_string(db.host),
-        "port": str(db.port),
-        "database": hcl_string(db.name),
-        **extra,
-    }
-    body = "\n".join(f"  {k} = {v}" for k, v in attrs.items())
-    return f'resource "immuta_postgres_connection" "main" {{\n{body}\n}}\n'
+    return connection_block(db.host, db.port, db.name, display_name, **extra)
 
 
 def write_config(

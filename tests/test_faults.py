@@ -36,7 +36,15 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from harness import Database, PostgresServer, Result, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    PostgresServer,
+    Result,
+    Terraform,
+    connection_block,
+    hcl_string,
+    provider_block,
+)
 from psycopg import sql
 
 from tfprovider_immuta_pg.protocol import plugin
@@ -193,15 +201,7 @@ def make_tables(server: PostgresServer, database: str, count: int, schema: str =
 def connection_hcl(
     server: PostgresServer | SimpleNamespace, database: str, name: str = "Warehouse"
 ) -> str:
-    return f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = {hcl_string(name)}
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(server.host)}
-  port            = {server.port}
-  database        = {hcl_string(database)}
-}}
-"""
+    return "\n" + connection_block(server.host, server.port, database, name)
 
 
 def mappings_hcl(name: str, users: list[str], depends_on: str = "") -> str:
@@ -709,17 +709,8 @@ def proxy(link: Link, ns_server: PostgresServer) -> Iterator[DelayProxy]:
 def proxied_config(link: Link, server: PostgresServer, proxy: DelayProxy) -> str:
     """Provider (connect_timeout = 2) and connection, through the proxy."""
     assert proxy.port is not None
-    return (
-        provider_block(server, connect_timeout="2")
-        + f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Warehouse"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(link.ns_ip)}
-  port            = {proxy.port}
-  database        = "immuta"
-}}
-"""
+    return provider_block(server, connect_timeout="2") + connection_hcl(
+        SimpleNamespace(host=link.ns_ip, port=proxy.port), "immuta"
     )
 
 

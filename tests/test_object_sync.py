@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    PostgresServer,
+    Terraform,
+    connection_block,
+    hcl_string,
+    provider_block,
+)
 
 
 def config(db: Database, extra: str = "") -> str:
-    return (
-        provider_block(db.server)
-        + f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Synced"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(db.host)}
-  port            = {db.port}
-  database        = {hcl_string(db.name)}
-{extra}
-}}
-"""
+    return provider_block(db.server) + connection_block(
+        db.host, db.port, db.name, "Synced", body=extra
     )
 
 

@@ -7,7 +7,15 @@ import threading
 import uuid
 
 import pytest
-from harness import Database, MotoServer, PostgresServer, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    MotoServer,
+    PostgresServer,
+    Terraform,
+    connection_block,
+    hcl_string,
+    provider_block,
+)
 from psycopg import sql
 
 
@@ -15,16 +23,10 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-def connection_block(db: Database, deployment: str = "self_managed") -> str:
-    return f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Warehouse"
-  deployment_type = "{deployment}"
-  hostname        = {hcl_string(db.host)}
-  port            = {db.port}
-  database        = {hcl_string(db.name)}
-}}
-"""
+def connection_hcl(db: Database, deployment: str = "self_managed") -> str:
+    return "\n" + connection_block(
+        db.host, db.port, db.name, deployment_type=hcl_string(deployment)
+    )
 
 
 def mapping_block(name: str, user: str, body: str = "") -> str:
@@ -81,7 +83,7 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     create_role(server, bob)
     terraform.write(
         provider_block(server)
-        + connection_block(immuta_db)
+        + connection_hcl(immuta_db)
         + mapping_block(
             "by_name",
             "alice@example.com",
@@ -155,7 +157,7 @@ def test_roles_differing_only_by_case_need_the_exact_name(
     try:
         terraform.write(
             provider_block(immuta_db.server)
-            + connection_block(immuta_db)
+            + connection_hcl(immuta_db)
             + mapping_block(
                 "m",
                 "dana",
@@ -168,7 +170,7 @@ def test_roles_differing_only_by_case_need_the_exact_name(
         assert base in result.text and base.upper() in result.text
         terraform.write(
             provider_block(immuta_db.server)
-            + connection_block(immuta_db)
+            + connection_hcl(immuta_db)
             + mapping_block(
                 "m",
                 "dana",
@@ -209,7 +211,7 @@ def test_import_round_trip(
 ) -> None:
     terraform.write(
         provider_block(immuta_db.server)
-        + connection_block(immuta_db)
+        + connection_hcl(immuta_db)
         + mapping_block("m", user, '  postgres {\n    mode = "none"\n  }')
     )
     terraform.apply()
@@ -223,11 +225,11 @@ def test_import_round_trip(
 def test_aws_block_refused_on_self_managed_at_plan(
     terraform: Terraform, immuta_db: Database, moto_server: MotoServer
 ) -> None:
-    terraform.write(aws_provider(immuta_db, moto_server) + connection_block(immuta_db))
+    terraform.write(aws_provider(immuta_db, moto_server) + connection_hcl(immuta_db))
     terraform.apply()
     terraform.write(
         aws_provider(immuta_db, moto_server)
-        + connection_block(immuta_db)
+        + connection_hcl(immuta_db)
         + mapping_block("m", "alice", '  aws {\n    user_type = "unset"\n  }')
     )
     result = terraform.plan()
@@ -280,7 +282,7 @@ def test_aws_principals(
     provider = aws_provider(immuta_db, moto_server, identity_store_id=f'"{store_id}"')
     config = (
         provider
-        + connection_block(immuta_db, "rds")
+        + connection_hcl(immuta_db, "rds")
         + mapping_block(
             "role",
             "analyst",
@@ -344,7 +346,7 @@ def test_identity_center_rules(
     provider = aws_provider(immuta_db, moto_server, identity_store_id='"d-1234567890"')
     terraform.write(
         provider
-        + connection_block(immuta_db, "aurora")
+        + connection_hcl(immuta_db, "aurora")
         + mapping_block(
             "email",
             "sso",
@@ -357,7 +359,7 @@ def test_identity_center_rules(
     unknown_id = str(uuid.uuid4())
     terraform.write(
         provider
-        + connection_block(immuta_db, "aurora")
+        + connection_hcl(immuta_db, "aurora")
         + mapping_block(
             "ghost",
             "sso",
@@ -377,7 +379,7 @@ def test_concurrent_applies_map_one_role_once(
     role = unique("Shared")
     make_role(iam, role)
     owner = Terraform(tmp_path / "owner")
-    owner.write(aws_provider(immuta_db, moto_server) + connection_block(immuta_db, "rds"))
+    owner.write(aws_provider(immuta_db, moto_server) + connection_hcl(immuta_db, "rds"))
     owner.apply()
     connection_id = owner.resources()["immuta_postgres_connection.main"]["id"]
     contenders = []

@@ -186,3 +186,32 @@ def provider_block(server: Any, alias: str | None = None, **extra: str) -> str:
     lines += [f"  {k} = {v}" for k, v in extra.items()]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def connection_block(
+    host: str,
+    port: int | str,
+    database: str,
+    display_name: str = "Warehouse",
+    *,
+    label: str = "main",
+    body: str = "",
+    **extra: str,
+) -> str:
+    """A `resource "immuta_postgres_connection" "<label>"` block, self_managed by default.
+
+    `extra` values are HCL expressions, written as given, and override the defaults (say,
+    `deployment_type='"rds"'`); `body` is raw HCL (nested blocks) added at the end.
+    """
+    attrs = {
+        "display_name": hcl_string(display_name),
+        "deployment_type": '"self_managed"',
+        "hostname": hcl_string(host),
+        "port": str(port),
+        "database": hcl_string(database),
+        **extra,
+    }
+    lines = [f"  {name} = {value}" for name, value in attrs.items()]
+    if body:
+        lines.append(body.rstrip("\n"))
+    return f'resource "immuta_postgres_connection" "{label}" {{\n' + "\n".join(lines) + "\n}\n"
