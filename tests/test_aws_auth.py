@@ -89,11 +89,6 @@ def login_role(pg: PostgresServer, name: str) -> None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(name)))
 
 
-def drop_role(pg: PostgresServer, name: str) -> None:
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def create_iam_role(moto: MotoServer, name: str) -> str:
     """The seed's service principal: trusts an account's root on sts:ExternalId."""
     trust = {
@@ -162,7 +157,7 @@ def db_user(pg17: PostgresServer) -> Iterator[str]:
     name = f"immuta_admin_{uuid.uuid4().hex[:8]}"
     login_role(pg17, name)
     yield name
-    drop_role(pg17, name)
+    pg17.drop_role(name)
 
 
 @pytest.fixture
@@ -172,7 +167,7 @@ def iam_role(pg17: PostgresServer, moto_server: MotoServer) -> Iterator[tuple[st
     arn = create_iam_role(moto_server, name)
     login_role(pg17, name)
     yield name, arn
-    drop_role(pg17, name)
+    pg17.drop_role(name)
 
 
 def assert_no_secret(outputs: dict[str, str], secrets: dict[str, str]) -> None:

@@ -890,8 +890,7 @@ def world(pg17: PostgresServer, tmp_path) -> Iterator[World]:
         yield World(pg17, db, Terraform(tmp_path / "accepted"))
     finally:
         db.drop()
-        with pg17.connect() as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(WEIRD_ROLE)))
+        pg17.drop_role(WEIRD_ROLE)
 
 
 def diagnostics_of(result_stdout: str) -> list[dict]:

@@ -110,11 +110,6 @@ def create_login_role(pg: PostgresServer, name: str, password: str) -> None:
         )
 
 
-def drop_role(pg: PostgresServer, name: str) -> None:
-    with pg.connect() as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 @pytest.fixture
 def immuta(pg17: PostgresServer) -> Iterator[Database]:
     db = pg17.temp_database()
@@ -205,8 +200,8 @@ def test_passwords_never_leak(pg17: PostgresServer, immuta: Database, tmp_path: 
         assert tf.resources() == {}
         assert_no_leaks(scanner, traced)
     finally:
-        drop_role(pg17, literal_user)
-        drop_role(pg17, env_user)
+        pg17.drop_role(literal_user)
+        pg17.drop_role(env_user)
 
 
 # ---------------------------------------------------------------------- AWS

@@ -154,8 +154,7 @@ def world(pg17: PostgresServer, moto_server: MotoServer, terraform: Terraform) -
     try:
         yield world
     finally:
-        with pg17.connect() as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(world.role)))
+        pg17.drop_role(world.role)
 
 
 def assert_no_external_id(world: World, *outputs: str, external_id: str | None = None) -> None:
@@ -388,7 +387,7 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
         assert world.policy_document() == seed_policy(other, new_id)
         assert world.tf.plan().returncode == 0
     finally:
-        world.pg_execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(other)))
+        world.pg.drop_role(other)
 
 
 def test_destroy_removes_iam_and_revokes_rds_iam(world: World) -> None:

@@ -61,11 +61,6 @@ def create_role(server: PostgresServer, name: str) -> None:
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
 
 
-def drop_role(server: PostgresServer, name: str) -> None:
-    with server.connect() as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def mapping_rows(db: Database) -> list[tuple]:
     with db.connect() as conn:
         if not conn.execute("SELECT to_regnamespace('immuta') IS NOT NULL").fetchone()[0]:
@@ -122,7 +117,7 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     assert terraform.plan().returncode == 0
 
     # A role dropped since the last apply makes the next plan non-empty; apply converges.
-    drop_role(server, alice)
+    server.drop_role(alice)
     drift = terraform.plan()
     assert drift.returncode == 2 and "1 to change" in drift.stdout
     assert "postgres_user_found" in drift.stdout
@@ -144,8 +139,8 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     terraform.apply()
     terraform.destroy()
     assert mapping_rows(immuta_db) == []
-    drop_role(server, bob)
-    drop_role(server, "nobody-here")
+    server.drop_role(bob)
+    server.drop_role("nobody-here")
 
 
 def test_roles_differing_only_by_case_need_the_exact_name(
@@ -183,8 +178,8 @@ def test_roles_differing_only_by_case_need_the_exact_name(
             == base.upper()
         )
     finally:
-        drop_role(immuta_db.server, base)
-        drop_role(immuta_db.server, base.upper())
+        immuta_db.server.drop_role(base)
+        immuta_db.server.drop_role(base.upper())
 
 
 def test_unregistered_connection_is_named(terraform: Terraform, immuta_db: Database) -> None:

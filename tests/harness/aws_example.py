@@ -56,9 +56,8 @@ def assumed_role_setup(
         return Key(assumed.secret_access_key, assumed.session_token) if assumed else None
 
     ensure_rds_iam(pg)
-    role_id = sql.Identifier(role)
     with pg.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(role_id))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(role)))
     db: Database | None = None
     front = RdsFront(pg, region=REGION, keys={ACCESS_KEY_ID: SECRET_ACCESS_KEY}, lookup=lookup)
     try:
@@ -88,5 +87,4 @@ def assumed_role_setup(
         front.stop()
         if db is not None:
             db.drop()
-        with pg.connect() as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role_id))
+        pg.drop_role(role)
