@@ -20,18 +20,21 @@ import selectors
 import socket
 import ssl  # already loaded: grpc imports asyncio, which imports ssl
 import threading
-from typing import TYPE_CHECKING
-
-from . import logs
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .tls import ServerCertificate
 
-# One buffer for every read of the loop thread: reading into fresh 256 KiB `bytes` each time
-# (recv, SSLObject.read) cost a malloc, an mmap and page faults per call, 2/3 of the front's
-# time in a profile.
+# One buffer for every read of the loop thread: recv and SSLObject.read fill it instead of
+# allocating a new bytes object per call.
 _buffer = memoryview(bytearray(64 * 1024))
 PEM_BEGIN, PEM_END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+def _log(level: str, message: str, **fields: Any) -> None:
+    from . import logs  # not at import: this module loads before the handshake line, logs after
+
+    logs.log(level, message, **fields)
 
 
 def client_certificate_der(pem: str) -> bytes:
@@ -169,7 +172,7 @@ class TlsFront:
         try:
             self._context = _server_context(self._certificate, self._client_pem)
         except Exception as exc:  # noqa: BLE001 (refuse every client, say why once)
-            logs.log("error", "TLS set-up failed; every connection will be refused", error=exc)
+            _log("error", "TLS set-up failed; every connection will be refused", error=exc)
             self.listener.close()
             return
         self._selector.register(self.listener, selectors.EVENT_READ, None)
@@ -192,7 +195,7 @@ class TlsFront:
         try:
             inner.connect(self.inner_path)
         except OSError as exc:
-            logs.log("error", "gRPC server unreachable behind the TLS front", error=exc)
+            _log("error", "gRPC server unreachable behind the TLS front", error=exc)
             client.close()
             inner.close()
             return
@@ -212,7 +215,7 @@ class TlsFront:
             link.flush()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             if not link.authenticated:
-                logs.log("warn", "refused a plugin client", reason=str(exc))
+                _log("warn", "refused a plugin client", reason=str(exc))
             self._selector.unregister(link.client)
             self._selector.unregister(link.inner)
             link.close()
