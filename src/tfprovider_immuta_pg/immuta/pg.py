@@ -105,9 +105,9 @@ class ConnectionPool:
         self, key: tuple[Target, str], target: Target, creds: Credentials, ctx: Context
     ) -> psycopg.Connection:
         with self._lock:
-            last = self._timed_out.get(key)
-        if last is not None and time.monotonic() - last[0] < creds.connect_timeout:
-            ago, error = time.monotonic() - last[0], last[1]
+            since, error = self._timed_out.get(key, (None, None))
+        ago = time.monotonic() - since if since is not None else None
+        if error is not None and ago < creds.connect_timeout:
             raise ConnectTimedOut(
                 error.summary,
                 f"{error.detail}\n\nNot retried: an attempt {ago:.1f} s ago got no answer "
