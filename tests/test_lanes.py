@@ -59,7 +59,6 @@ def served():
     gate = Gate()
     server = plugin.PluginServer(lambda: GateProvider(gate), client_cert_pem="")
     server.start()
-    server.services.start()
     channel = grpc.insecure_channel(f"unix:{server.socket_path}")
     try:
         yield gate, channel
@@ -112,10 +111,16 @@ def test_every_provider_method_has_a_lane() -> None:
     assert pools["ReadResource"] is lanes.quick
     assert pools["PlanResourceChange"] is lanes.quick
     named = plugin.CONTROL_METHODS | plugin.LONG_METHODS
-    known = {f"/tfplugin6.Provider/{n}" for n in names} | {
-        "/plugin.GRPCController/Shutdown",
-        "/plugin.GRPCStdio/StreamStdio",
-        "/grpc.health.v1.Health/Check",
-        "/grpc.health.v1.Health/Watch",
-    }
-    assert named <= known  # no lane names a method that does not exist
+    assert named <= {f"/tfplugin6.Provider/{n}" for n in names}  # no lane names a ghost
+
+
+def test_go_plugin_methods_are_routed_and_others_are_not() -> None:
+    server = plugin.PluginServer(lambda: GateProvider(Gate()), client_cert_pem="")
+    try:
+        assert server.route(plugin.SHUTDOWN).pool is None  # inline: it only sets a flag
+        assert server.route(plugin.HEALTH_CHECK).pool is None
+        assert server.route(plugin.STDIO).hold
+        assert server.route("/tfplugin6.Provider/ReadResource").pool is server.lanes.quick
+        assert server.route("/plugin.GRPCBroker/StartStream") is None  # UNIMPLEMENTED
+    finally:
+        server.stop()

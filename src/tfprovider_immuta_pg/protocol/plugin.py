@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from typing import TYPE_CHECKING
-
-import grpc
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..framework.provider import Provider
+    from .grpc_server import GrpcServer, Route
 
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSION = 6
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 NOT_A_PROGRAM_MESSAGE = (
     "This binary is a plugin. These are not meant to be executed directly.\n"
@@ -64,31 +64,26 @@ def private_folder() -> str:
         return path
 
 
-# Each RPC runs in one of three thread pools ("lanes"):
-# - control: what must answer while everything else is busy (StopProvider must reach work
-#   in flight to cancel it; StreamStdio holds its thread for the process's life);
+# Each call runs in one of three thread pools ("lanes"), or inline on the server's loop when
+# it only sets a flag (Shutdown, the health check):
+# - control: StopProvider, which must reach work in flight to cancel it while the other
+#   lanes are full;
 # - long: calls that may wait for seconds (a crawl, IAM retries, a slow data source);
 # - quick: the rest (plans, validation, reads: one SQL round trip each). Few threads here:
 #   Python runs one at a time anyway, and 3 instead of 32 cut a 1000-mapping refresh-plan's
 #   provider CPU from 2.9 to 2.3 s and its time by 15% (docs/performance.md).
-CONTROL_METHODS = frozenset(
-    {
-        "/tfplugin6.Provider/StopProvider",
-        "/plugin.GRPCController/Shutdown",
-        "/plugin.GRPCStdio/StreamStdio",
-        "/grpc.health.v1.Health/Check",
-        "/grpc.health.v1.Health/Watch",
-    }
-)
+PROVIDER_PREFIX = "/tfplugin6.Provider/"
+SHUTDOWN = "/plugin.GRPCController/Shutdown"
+STDIO = "/plugin.GRPCStdio/StreamStdio"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+CONTROL_METHODS = frozenset({PROVIDER_PREFIX + "StopProvider"})
 LONG_METHODS = frozenset(
-    {
-        "/tfplugin6.Provider/ApplyResourceChange",
-        "/tfplugin6.Provider/ImportResourceState",
-        "/tfplugin6.Provider/ReadDataSource",
-    }
+    PROVIDER_PREFIX + name
+    for name in ("ApplyResourceChange", "ImportResourceState", "ReadDataSource")
 )
-QUICK_WORKERS, LONG_WORKERS, CONTROL_WORKERS = 3, 16, 4
-_BEHAVIOURS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+QUICK_WORKERS, LONG_WORKERS, CONTROL_WORKERS = 3, 16, 2
+HEALTH_SERVICES = frozenset({"", "plugin"})  # "" is the server as a whole
+SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
 
 
 class Lanes:
@@ -102,140 +97,157 @@ class Lanes:
             return self.control
         return self.long if method in LONG_METHODS else self.quick
 
-    def assign(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """The handler, run in its lane (grpcio's `experimental_thread_pool` hook)."""
-        for kind in _BEHAVIOURS:
-            behaviour = getattr(handler, kind)
-            if behaviour is not None:
-                return handler._replace(**{kind: _in_pool(behaviour, self.pool_for(method))})
-        return handler
+
+def health_check(message: bytes) -> bytes:
+    """grpc.health.v1.Health/Check; the request's one field is `string service = 1`."""
+    from .grpc_server import NOT_FOUND, RpcError
+
+    service = _first_string_field(message)
+    if service not in HEALTH_SERVICES:
+        raise RpcError(NOT_FOUND, f"unknown service {service!r}")
+    return SERVING
 
 
-def _in_pool(behaviour: Callable, pool: futures.ThreadPoolExecutor) -> Callable:
-    def run(request, context):
-        return behaviour(request, context)
+def _first_string_field(message: bytes) -> str:
+    """Field 1 of a protobuf message whose only field is a string (length-delimited)."""
+    if len(message) < 2 or message[0] != 0x0A:
+        return ""
+    length, shift, pos = 0, 0, 1
+    while pos < len(message):
+        byte = message[pos]
+        length |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            break
+        shift += 7
+    return message[pos : pos + length].decode("utf-8", "replace")
 
-    run.experimental_thread_pool = pool  # a bound method takes no attributes
-    return run
 
+class DeferredProvider:
+    """The provider's calls, loaded in the background once the handshake line is out.
 
-class DeferredServices(grpc.GenericRpcHandler):
-    """Every service, loaded in the background once the handshake line is out.
-
-    Terraform reads the handshake line, then dials and negotiates TLS; loading
-    the provider (stubs, schemas) meanwhile keeps it off the startup path. A
-    call arriving first waits for the load.
+    Terraform reads the handshake line, then dials and negotiates TLS; loading the provider
+    (protobuf, schemas) meanwhile keeps it off the start-up path. A call arriving first
+    waits for the load.
     """
 
-    def __init__(self, load: Callable[[DeferredServices], None], lanes: Lanes) -> None:
+    def __init__(self, load: Callable[[], dict[str, Callable[[bytes], bytes]]]) -> None:
         self._load = load
-        self._lanes = lanes
         self._ready = threading.Event()
-        self._methods: dict[str, grpc.RpcMethodHandler] = {}
-        self._fallbacks: list[grpc.GenericRpcHandler] = []
+        self._calls: dict[str, Callable[[bytes], bytes]] = {}
         self._failure: BaseException | None = None
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="load-services", daemon=True).start()
+        threading.Thread(target=self._run, name="load-provider", daemon=True).start()
 
     def _run(self) -> None:
         try:
-            self._load(self)
+            self._calls = self._load()
         except BaseException as exc:  # reported on every call rather than lost in a thread
             self._failure = exc
         finally:
             self._ready.set()
 
-    # The generated add_*_to_server functions register through these two methods (current
-    # grpcio-tools output calls both with the same handlers; the first is kept as a fallback).
-    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
-        self._fallbacks.extend(handlers)
+    def call(self, method: str, message: bytes) -> bytes:
+        from .grpc_server import INTERNAL, UNIMPLEMENTED, RpcError
 
-    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
-        for name, handler in handlers.items():
-            method = f"/{service}/{name}"
-            self._methods[method] = self._lanes.assign(method, handler)
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails):
         self._ready.wait()
         if self._failure is not None:
-            raise RuntimeError(f"provider failed to load: {self._failure}")
-        found = self._methods.get(handler_call_details.method)
-        if found is not None:
-            return found
-        for handler in self._fallbacks:
-            found = handler.service(handler_call_details)
-            if found is not None:
-                return found
-        return None
+            raise RpcError(INTERNAL, f"provider failed to load: {self._failure}")
+        call = self._calls.get(method)
+        if call is None:
+            raise RpcError(UNIMPLEMENTED, f"unknown method {method}")
+        return call(message)
+
+
+def provider_calls(service: Any) -> dict[str, Callable[[bytes], bytes]]:
+    """Every tfplugin6.Provider method `service` implements, as bytes in, bytes out."""
+    from google.protobuf.message_factory import GetMessageClass
+
+    from .gen import tfplugin6_pb2 as pb
+
+    calls = {}
+    for method in pb.DESCRIPTOR.services_by_name["Provider"].methods:
+        handler = getattr(service, method.name, None)
+        if handler is not None:
+            calls[PROVIDER_PREFIX + method.name] = _unary(
+                handler, GetMessageClass(method.input_type)
+            )
+    return calls
+
+
+def _unary(handler: Callable, request_type: Any) -> Callable[[bytes], bytes]:
+    def call(message: bytes) -> bytes:
+        return handler(request_type.FromString(message), None).SerializeToString()
+
+    return call
+
+
+def _log(level: str, message: str, **fields: Any) -> None:
+    from . import logs  # not at import: this module loads before the handshake line, logs after
+
+    logs.log(level, message, **fields)
 
 
 class PluginServer:
     """The gRPC server with everything go-plugin expects besides the provider."""
 
     def __init__(self, provider_factory: Callable[[], Provider], client_cert_pem: str) -> None:
-        """Plaintext when client_cert_pem is empty; else mutual TLS through a TlsFront."""
+        """Plaintext when client_cert_pem is empty; else mutual TLS.
+
+        Only the listening socket is made here: the server itself, with its imports, starts
+        after the handshake line, and a client dialling meanwhile waits in the backlog.
+        """
+        self.certificate = None
+        self.expected_client_der = b""
+        self._client_cert_pem = client_cert_pem
+        if client_cert_pem:
+            from .tls import client_certificate_der, generate_certificate
+
+            self.expected_client_der = client_certificate_der(client_cert_pem)
+            self.certificate = generate_certificate()
         self.shutdown_requested = threading.Event()
         self.socket_dir = private_folder()
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
         self.lanes = Lanes()
-        self.server = grpc.server(
-            self.lanes.long,  # for anything not assigned a lane
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
         self.provider_factory = provider_factory
         self.provider_service = None
-        self.services = DeferredServices(self._register, self.lanes)
-        self.server.add_generic_rpc_handlers((self.services,))
-        self.certificate = None
-        self.tls_front = None
-        if client_cert_pem:
-            from .tls import generate_certificate
-            from .tls_front import TlsFront
+        self.provider = DeferredProvider(self._load_provider)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.socket_path)
+        self.listener.listen(64)
+        self.server: GrpcServer | None = None
+        self._routes: dict[str, Route] = {}
 
-            self.certificate = generate_certificate()
-            inner_path = os.path.join(self.socket_dir, "grpc.sock")
-            self.server.add_insecure_port(f"unix:{inner_path}")
-            self.tls_front = TlsFront(
-                self.socket_path, inner_path, self.certificate, client_cert_pem
-            )
-        else:
-            self.server.add_insecure_port(f"unix:{self.socket_path}")
-
-    def _register(self, registry: DeferredServices) -> None:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-        from .gen import (
-            grpc_controller_pb2,
-            grpc_controller_pb2_grpc,
-            grpc_stdio_pb2_grpc,
-            tfplugin6_pb2_grpc,
-        )
+    def _load_provider(self) -> dict[str, Callable[[bytes], bytes]]:
         from .service import ProviderService
 
-        plugin_server = self
-
-        class Controller(grpc_controller_pb2_grpc.GRPCControllerServicer):
-            def Shutdown(self, request, context):
-                plugin_server.shutdown_requested.set()
-                return grpc_controller_pb2.Empty()
-
-        class Stdio(grpc_stdio_pb2_grpc.GRPCStdioServicer):
-            def StreamStdio(self, request, context):
-                # Output goes straight to stderr; the stream stays open until shutdown.
-                plugin_server.shutdown_requested.wait()
-                return iter(())
-
-        health_servicer = health.HealthServicer()
-        health_servicer.set("plugin", health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registry)
-        grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(Controller(), registry)
-        grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(Stdio(), registry)
         self.provider_service = ProviderService(self.provider_factory())
-        tfplugin6_pb2_grpc.add_ProviderServicer_to_server(self.provider_service, registry)
+        return provider_calls(self.provider_service)
+
+    def _shutdown(self, message: bytes) -> bytes:
+        self.shutdown_requested.set()
+        return b""  # plugin.Empty
+
+    def route(self, method: str) -> Route | None:
+        """How `method` is served (called on the server's loop thread)."""
+        route = self._routes.get(method)
+        if route is None:
+            from .grpc_server import Route
+
+            if method.startswith(PROVIDER_PREFIX):
+                call = functools.partial(self.provider.call, method)
+                route = Route(call=call, pool=self.lanes.pool_for(method))
+            elif method == SHUTDOWN:
+                route = Route(call=self._shutdown)
+            elif method == HEALTH_CHECK:
+                route = Route(call=health_check)
+            elif method == STDIO:
+                route = Route(hold=True)  # output goes straight to stderr; open until shutdown
+            else:
+                return None
+            self._routes[method] = route
+        return route
 
     @property
     def handshake_line(self) -> str:
@@ -243,18 +255,29 @@ class PluginServer:
         return f"{CORE_PROTOCOL_VERSION}|{APP_PROTOCOL_VERSION}|unix|{self.socket_path}|grpc|{cert}"
 
     def start(self) -> None:
+        from .grpc_server import GrpcServer
+
+        tls_context_factory = None
+        if self.certificate is not None:
+            from .tls import server_context
+
+            certificate, client_pem = self.certificate, self._client_cert_pem
+            tls_context_factory = lambda: server_context(certificate, client_pem)  # noqa: E731
+        self.server = GrpcServer(
+            self.listener, self.route, tls_context_factory, self.expected_client_der, log=_log
+        )
         self.server.start()
-        if self.tls_front is not None:
-            self.tls_front.start()
+        self.provider.start()
 
     def stop(self) -> None:
         import shutil
 
         if self.provider_service is not None:
             self.provider_service.stop_signal.stop()
-        if self.tls_front is not None:
-            self.tls_front.stop()
-        self.server.stop(grace=1).wait()
+        if self.server is not None:
+            self.server.stop(grace=1)
+        else:
+            self.listener.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
@@ -269,17 +292,12 @@ def serve(provider_factory: Callable[[], Provider]) -> None:
         sys.stderr.write(f"terraform-provider-immuta: {exc}\n")
         sys.exit(1)
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown_requested.set())
-    server.start()
     stdout = sys.stdout
     stdout.write(server.handshake_line + "\n")
     stdout.flush()
     sys.stdout = sys.stderr  # stray prints must not reach go-plugin's handshake reader
-    server.services.start()
-    from . import logs
-
-    logs.log(
-        "debug", "plugin started", socket=server.socket_path, tls=server.certificate is not None
-    )
+    server.start()
+    _log("debug", "plugin started", socket=server.socket_path, tls=server.certificate is not None)
     try:
         server.shutdown_requested.wait()
     finally:

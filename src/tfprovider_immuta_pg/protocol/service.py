@@ -24,7 +24,6 @@ from .convert import (
     value_to_proto,
 )
 from .gen import tfplugin6_pb2 as pb
-from .gen import tfplugin6_pb2_grpc as pb_grpc
 
 CAPABILITIES = pb.ServerCapabilities(
     plan_destroy=True, get_provider_schema_optional=True, move_resource_state=False
@@ -49,7 +48,9 @@ def guarded(operation: str, diags: Diagnostics, body: Callable[[], Any]) -> Any:
     return None
 
 
-class ProviderService(pb_grpc.ProviderServicer):
+class ProviderService:
+    """Each method takes the request message and a context it ignores (gRPC's signature)."""
+
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
         self.stop_signal = StopSignal()

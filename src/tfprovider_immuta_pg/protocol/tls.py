@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 # P-256 (secp256r1, SEC 2 section 2.4.2): y^2 = x^3 - 3x + b over GF(P), group order N.
 P = 2**256 - 2**224 + 2**192 + 2**96 - 1
@@ -190,3 +195,46 @@ def generate_certificate() -> ServerCertificate:
         key_pem=_pem("PRIVATE KEY", key_der),
         cert_der=cert_der,
     )
+
+
+# ---------------------------------------------------------------- the client go-plugin announces
+
+PEM_BEGIN, PEM_END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+def client_certificate_der(pem: str) -> bytes:
+    """The DER of the one certificate in PLUGIN_CLIENT_CERT; ValueError when it is not one."""
+    start, end = pem.find(PEM_BEGIN), pem.find(PEM_END)
+    if start < 0 or end < start:
+        raise ValueError("PLUGIN_CLIENT_CERT holds no PEM certificate")
+    body = "".join(pem[start + len(PEM_BEGIN) : end].split())
+    try:
+        der = base64.b64decode(body, validate=True)
+    except ValueError as exc:
+        raise ValueError("PLUGIN_CLIENT_CERT holds a damaged PEM certificate") from exc
+    if not der.startswith(b"\x30"):
+        raise ValueError("PLUGIN_CLIENT_CERT holds a damaged PEM certificate")
+    return der
+
+
+def server_context(certificate: ServerCertificate, client_pem: str) -> ssl.SSLContext:
+    """Mutual TLS: our certificate, and only the announced client's accepted.
+
+    Python's ssl (OpenSSL) rather than grpcio's TLS: grpcio refuses to verify go-plugin's
+    ECDSA P-521 client key.
+    """
+    import ssl  # ~25 ms: loaded by the server thread, after the handshake line
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=client_pem)
+    context.set_alpn_protocols(["h2"])  # grpc-go refuses a TLS server without ALPN h2
+    # load_cert_chain reads only files: an anonymous memory file keeps the key off disk.
+    fd = os.memfd_create("plugin-key", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, certificate.cert_pem + certificate.key_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    return context
