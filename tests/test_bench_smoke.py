@@ -56,6 +56,9 @@ def test_rss_bench_reads_both_providers_at_rest() -> None:
             "Go null, after",
         )
     }
-    assert 0 < values["Go null, after"] < values["ours, after handshake line"], out
+    # Both were read (a Go binary and a Python interpreter each hold well over 5 MiB), and
+    # serving the schema loaded the provider on top of what the handshake needed.
+    assert values["Go null, after"] > 5 and values["ours, after handshake line"] > 5, out
+    assert values["ours, after GetProviderSchema"] > values["ours, after handshake line"], out
     # Issue 8's memory target: at most 80 MB at rest, with the schema served.
     assert values["ours, after GetProviderSchema"] * 1.048576 <= 80, out

@@ -116,6 +116,7 @@ def test_every_provider_method_has_a_lane() -> None:
 
 def test_go_plugin_methods_are_routed_and_others_are_not() -> None:
     server = plugin.PluginServer(lambda: GateProvider(Gate()), client_cert_pem="")
+    server.start()
     try:
         assert server.route(plugin.SHUTDOWN).pool is None  # inline: it only sets a flag
         assert server.route(plugin.HEALTH_CHECK).pool is None

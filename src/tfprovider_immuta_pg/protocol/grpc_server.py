@@ -25,6 +25,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -40,13 +41,11 @@ END_HEADERS, PADDED, HAS_PRIORITY = 0x4, 0x8, 0x20
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 DEFAULT_WINDOW, MAX_WINDOW, DEFAULT_MAX_FRAME = 65535, 2**31 - 1, 16384
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_HEADER_BLOCK = 1024 * 1024
 GOAWAY_PROTOCOL_ERROR, GOAWAY_FRAME_SIZE_ERROR = 1, 6
 
 # gRPC status codes
 OK, NOT_FOUND, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 5, 8, 12, 13
-
-# One buffer for every recv of the loop thread.
-_buffer = memoryview(bytearray(64 * 1024))
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -156,14 +155,15 @@ class _Connection:
     # ------------------------------------------------------------------ bytes in and out
 
     def on_readable(self) -> None:
-        size = self.sock.recv_into(_buffer)
+        buffer = self.server.read_buffer
+        size = self.sock.recv_into(buffer)
         if not size:
             raise ConnectionResetError("client closed the connection")
         with self.lock:
             if self.tls is None:
-                self.inbound += _buffer[:size]
+                self.inbound += buffer[:size]
             else:
-                self.incoming.write(_buffer[:size])
+                self.incoming.write(buffer[:size])
                 if not self.authenticated and not self._handshake():
                     return
                 self._decrypt()
@@ -192,14 +192,15 @@ class _Connection:
         return True
 
     def _decrypt(self) -> None:
+        buffer = self.server.read_buffer
         while True:
             try:
-                size = self.tls.read(len(_buffer), _buffer)
+                size = self.tls.read(len(buffer), buffer)
             except ssl.SSLWantReadError:
                 break
             if not size:  # close_notify: from now on every read returns 0
                 raise ConnectionResetError("client closed the TLS session")
-            self.inbound += _buffer[:size]
+            self.inbound += buffer[:size]
         self._collect_tls_output()  # e.g. session tickets, key updates
 
     def _collect_tls_output(self) -> None:
@@ -232,10 +233,10 @@ class _Connection:
     def _parse(self) -> None:
         data = self.inbound
         if not self.preface_seen:
+            if not PREFACE.startswith(data[: len(PREFACE)]):
+                raise ProtocolError("not an HTTP/2 client")
             if len(data) < len(PREFACE):
                 return
-            if data[: len(PREFACE)] != PREFACE:
-                raise ProtocolError("not an HTTP/2 client")
             del data[: len(PREFACE)]
             self.preface_seen = True
         pos, end = 0, len(data)
@@ -270,6 +271,8 @@ class _Connection:
             if self.continuing is None or self.continuing[0] != stream_id:
                 raise ProtocolError("CONTINUATION without its HEADERS")
             self.continuing[1].extend(payload)
+            if len(self.continuing[1]) > MAX_HEADER_BLOCK:
+                raise ProtocolError("a header block larger than 1 MiB")
             if flags & END_HEADERS:
                 _, block, end_stream = self.continuing
                 self.continuing = None
@@ -280,6 +283,8 @@ class _Connection:
             if not flags & ACK:
                 self._on_settings(payload)
         elif kind == PING:
+            if len(payload) != 8:
+                raise ProtocolError("a PING that is not 8 bytes", GOAWAY_FRAME_SIZE_ERROR)
             if not flags & ACK:
                 self._emit(frame(PING, ACK, 0, payload))
         elif kind == WINDOW_UPDATE:
@@ -404,6 +409,10 @@ class _Connection:
         if frames:
             self._emit(b"".join(frames))
 
+    def has_unsent(self) -> bool:
+        """Response bytes not yet on the socket (lock held)."""
+        return bool(self.outbound) or any(s.pending is not None for s in self.streams.values())
+
     def close(self) -> None:
         with self.lock:
             self.closed = True
@@ -435,11 +444,13 @@ class GrpcServer:
         self._log = log
         self.listener = listener
         self.listener.setblocking(False)
+        self.read_buffer = memoryview(bytearray(64 * 1024))  # the loop thread's, for every recv
         self._selector = selectors.DefaultSelector()
         self._connections: set[_Connection] = set()
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full wake pipe already wakes the loop
         self._woken: set[_Connection] = set()
         self._woken_lock = threading.Lock()
         self._in_flight = 0
@@ -451,19 +462,37 @@ class GrpcServer:
         self._thread.start()
 
     def stop(self, grace: float = 1.0) -> None:
-        """Stop accepting, give calls in flight up to `grace` seconds, close every connection."""
+        """Give calls in flight up to `grace` seconds to answer, then close everything."""
+        if self._stopping:
+            return
+        if not self._thread.is_alive():
+            self._stopping = True
+            self.listener.close()
+            return
+        deadline = time.monotonic() + grace
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, grace)
+        while self._unsent_responses() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a response waits for the socket or the client's window
         self._stopping = True
-        self._wake_w.send(b"x")
+        with contextlib.suppress(OSError):  # full: the loop is awake anyway
+            self._wake_w.send(b"x")
         if self._thread.is_alive():
             self._thread.join(5)
+
+    def _unsent_responses(self) -> bool:
+        for connection in list(self._connections):
+            with connection.lock:
+                if not connection.closed and connection.has_unsent():
+                    return True
+        return False
 
     def wake(self, connection: _Connection) -> None:
         """From a worker: the loop must look at this connection's socket again."""
         with self._woken_lock:
             self._woken.add(connection)
-        self._wake_w.send(b"x")
+        with contextlib.suppress(OSError):  # full: the loop is awake; closed: it is gone
+            self._wake_w.send(b"x")
 
     # ------------------------------------------------------------------ calls
 
@@ -530,6 +559,8 @@ class GrpcServer:
             self._drop(connection)
         self._selector.close()
         self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _accept(self) -> None:
         try:

@@ -9,10 +9,11 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from ..framework.provider import Provider
     from .grpc_server import GrpcServer, Route
 
@@ -88,11 +89,13 @@ SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
 
 class Lanes:
     def __init__(self) -> None:
+        from concurrent import futures  # ~8 ms (it loads logging): kept after the handshake
+
         self.long = futures.ThreadPoolExecutor(LONG_WORKERS, thread_name_prefix="rpc-long")
         self.quick = futures.ThreadPoolExecutor(QUICK_WORKERS, thread_name_prefix="rpc-quick")
         self.control = futures.ThreadPoolExecutor(CONTROL_WORKERS, thread_name_prefix="rpc-ctl")
 
-    def pool_for(self, method: str) -> futures.ThreadPoolExecutor:
+    def pool_for(self, method: str) -> Executor:
         if method in CONTROL_METHODS:
             return self.control
         return self.long if method in LONG_METHODS else self.quick
@@ -209,7 +212,7 @@ class PluginServer:
         self.shutdown_requested = threading.Event()
         self.socket_dir = private_folder()
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
-        self.lanes = Lanes()
+        self.lanes: Lanes | None = None  # made in start(), after the handshake line
         self.provider_factory = provider_factory
         self.provider_service = None
         self.provider = DeferredProvider(self._load_provider)
@@ -235,7 +238,7 @@ class PluginServer:
         if route is None:
             from .grpc_server import Route
 
-            if method.startswith(PROVIDER_PREFIX):
+            if method.startswith(PROVIDER_PREFIX) and self.lanes is not None:
                 call = functools.partial(self.provider.call, method)
                 route = Route(call=call, pool=self.lanes.pool_for(method))
             elif method == SHUTDOWN:
@@ -257,6 +260,7 @@ class PluginServer:
     def start(self) -> None:
         from .grpc_server import GrpcServer
 
+        self.lanes = Lanes()
         tls_context_factory = None
         if self.certificate is not None:
             from .tls import server_context
