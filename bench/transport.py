@@ -4,13 +4,14 @@
 
 The provider executable is started twice, as go-plugin starts it: once in plaintext (no
 PLUGIN_CLIENT_CERT; Terraform's TF_DISABLE_PLUGIN_TLS) and once with AutoMTLS, where the
-TLS front (src/.../protocol/tls_front.py) terminates TLS with Python's ssl module, checks the
-client certificate and relays to the gRPC server. A grpcio client on one channel then makes
-`--calls` sequential calls of a small RPC (health Check, ~20 bytes each way) and of a large
-one (GetProviderSchema) against each, interleaved in rounds of 100 so both see the same
-machine. The figures are the median round trip and the provider's CPU time per call (from
-/proc), and their differences: the front's cost per RPC (two TLS records, one extra socket
-hop each way, Python code on a loop thread). The round trip also holds the client's TLS work.
+gRPC server (src/.../protocol/grpc_server.py) runs TLS with Python's ssl module on memory
+BIOs and checks the client certificate. A grpcio client on one channel then makes
+`--calls` sequential calls of a small RPC (health Check, ~20 bytes each way, answered on the
+server's loop) and of a large one (GetProviderSchema, answered by a worker thread) against
+each, interleaved in rounds of 100 so both see the same machine. The figures are the median
+round trip and the provider's CPU time per call (from /proc), and their differences: what
+TLS costs per RPC (decrypting the request, encrypting the response). The round trip also
+holds the client's TLS work.
 """
 
 from __future__ import annotations

@@ -1082,3 +1082,24 @@ def test_stop_gives_up_on_a_stuck_call_after_the_grace(served: Served) -> None:
         handlers.release.set()
         assert handlers.finished.wait(5)  # the late answer finds the connection closed
     connect_after_stop(served.path)
+
+
+def test_a_repeated_indexed_header_block_follows_the_table(served: Served, raw: RawClient) -> None:
+    """The same bytes `\\xbe` (dynamic entry 62) name another path once the table moved on.
+
+    The server reuses the path of an all-indexed block it saw before; this fails if that
+    shortcut outlives a change of the HPACK table.
+    """
+
+    def path_literal(path: str) -> bytes:  # literal with incremental indexing, name :path (4)
+        return b"\x44" + bytes((len(path),)) + path.encode()
+
+    blocks = [path_literal(ECHO), b"\xbe", path_literal(INLINE_ECHO), b"\xbe"]
+    for number, block in enumerate(blocks):
+        stream_id = 1 + 2 * number
+        raw.send(
+            h2frame(HEADERS, END_HEADERS, stream_id, block),
+            h2frame(DATA, END_STREAM, stream_id, grpc_message(b"m%d" % number)),
+        )
+        assert raw.response(stream_id).message == b"m%d" % number
+    assert served.handlers.routed == [ECHO, ECHO, INLINE_ECHO, INLINE_ECHO]

@@ -125,3 +125,15 @@ def test_go_plugin_methods_are_routed_and_others_are_not() -> None:
         assert server.route("/plugin.GRPCBroker/StartStream") is None  # UNIMPLEMENTED
     finally:
         server.stop()
+
+
+def test_health_check_answers_for_the_plugin_and_the_server_only(served) -> None:
+    _, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("plugin", ""):  # go-plugin asks for "plugin"; "" is the whole server
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        health.Check(health_pb2.HealthCheckRequest(service="x" * 200), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == f"unknown service {'x' * 200!r}"  # a 2-byte length

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
     from ..framework.provider import Provider
-    from .grpc_server import GrpcServer, Route
+    from .grpc_server import GrpcServer, Route, WorkerPool
 
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -89,13 +87,13 @@ SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
 
 class Lanes:
     def __init__(self) -> None:
-        from concurrent import futures  # ~8 ms (it loads logging): kept after the handshake
+        from .grpc_server import WorkerPool
 
-        self.long = futures.ThreadPoolExecutor(LONG_WORKERS, thread_name_prefix="rpc-long")
-        self.quick = futures.ThreadPoolExecutor(QUICK_WORKERS, thread_name_prefix="rpc-quick")
-        self.control = futures.ThreadPoolExecutor(CONTROL_WORKERS, thread_name_prefix="rpc-ctl")
+        self.long = WorkerPool(LONG_WORKERS, "rpc-long")
+        self.quick = WorkerPool(QUICK_WORKERS, "rpc-quick")
+        self.control = WorkerPool(CONTROL_WORKERS, "rpc-ctl")
 
-    def pool_for(self, method: str) -> Executor:
+    def pool_for(self, method: str) -> WorkerPool:
         if method in CONTROL_METHODS:
             return self.control
         return self.long if method in LONG_METHODS else self.quick
