@@ -1,12 +1,17 @@
-"""Process start to go-plugin handshake line: our provider vs the Go null provider.
+"""Process start to go-plugin handshake line, and to the first schema answered: our provider
+vs the Go null provider.
 
 Not a test. Run from the repository root after ``./build.sh``::
 
     .venv/bin/python -m bench.handshake [--runs N] [--profile]
 
 Both executables run interleaved in the same environment (AutoMTLS on: PLUGIN_CLIENT_CERT is a
-real PEM client certificate, as Terraform sends). Each process is killed as soon as its first
-stdout line is read. ``--profile`` adds our startup import profile (``-X importtime``).
+real PEM client certificate, as Terraform sends). "line" stops the clock at the first stdout
+line. "first answer" goes on as Terraform does: it dials with mutual TLS and asks for the
+provider's schema (tfplugin6 GetProviderSchema for ours, tfplugin5 GetSchema for null 2.1.2),
+and stops the clock at the answer. Our server and provider load after the handshake line, so
+"first answer" is the start-up a Terraform command waits for. ``--profile`` adds our startup
+import profile (``-X importtime``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness.plugin import ClientCertificate, make_client_certificate
+from harness.plugin import ClientCertificate, Handshake, make_client_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = ROOT / "dist" / "mirror" / "registry.terraform.io"
@@ -49,8 +54,20 @@ def plugin_environment(scratch: str, client: ClientCertificate | None = None) ->
     return env
 
 
-def time_to_handshake(argv: list[str], env: dict[str, str], stderr=subprocess.DEVNULL) -> float:
-    """Seconds from spawning argv to reading its handshake line on stdout."""
+SCHEMA_METHODS = {
+    "5": "/tfplugin5.Provider/GetSchema",
+    "6": "/tfplugin6.Provider/GetProviderSchema",
+}
+
+
+def time_to_handshake(
+    argv: list[str],
+    env: dict[str, str],
+    stderr=subprocess.DEVNULL,
+    client: ClientCertificate | None = None,
+) -> float:
+    """Seconds from spawning argv to reading its handshake line on stdout; with `client` (the
+    certificate announced in env), to the answer of its first schema call instead."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
@@ -60,15 +77,32 @@ def time_to_handshake(argv: list[str], env: dict[str, str], stderr=subprocess.DE
     try:
         line = proc.stdout.readline()
         elapsed = time.perf_counter() - start
+        fields = line.decode(errors="replace").strip().split("|")
+        if len(fields) < 6 or fields[0] != "1":
+            raise RuntimeError(f"{argv[0]}: no handshake line (got {line[:200]!r})")
+        if client is not None:
+            _ask_for_schema(Handshake.parse(line.decode()), client)
+            elapsed = time.perf_counter() - start
     finally:
         watchdog.cancel()
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    fields = line.decode(errors="replace").strip().split("|")
-    if len(fields) < 5 or fields[0] != "1":
-        raise RuntimeError(f"{argv[0]}: no handshake line (got {line[:200]!r})")
     return elapsed
+
+
+def _ask_for_schema(handshake: Handshake, client: ClientCertificate) -> None:
+    import grpc  # only for "first answer"; its import is not on any timed path
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=handshake.cert_pem,
+        private_key=client.key_pem.encode(),
+        certificate_chain=client.cert_pem.encode(),
+    )
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(handshake.target, credentials, options) as channel:
+        call = channel.unary_unary(SCHEMA_METHODS[handshake.app_version])
+        call(b"", timeout=TIMEOUT_S)  # an empty request message; the answer is not read
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,22 +126,26 @@ def import_profile(env: dict[str, str], scratch: str, top: int = 10) -> list[tup
     return sorted(rows, reverse=True)[:top]
 
 
-def measure(runs: int, env: dict[str, str] | None = None) -> dict[str, list[float]]:
-    """Milliseconds to the handshake line, `runs` interleaved runs of each executable."""
-    if env is None:
-        scratch = tempfile.mkdtemp(prefix="bench-handshake-")
-        try:
-            return measure(runs, plugin_environment(scratch))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    executables = {"ours": [str(OURS)], "go null": [str(NULL)]}
-    for command in executables.values():  # warm the page cache, untimed
-        time_to_handshake(command, env)
-    samples: dict[str, list[float]] = {name: [] for name in executables}
-    for _ in range(runs):
-        for name, command in executables.items():
-            samples[name].append(time_to_handshake(command, env) * 1000)
-    return samples
+def measure(runs: int) -> dict[str, list[float]]:
+    """Milliseconds, `runs` interleaved runs of each executable: to the handshake line
+    ("ours", "go null") and to the first schema answered ("ours first answer", ...)."""
+    scratch = tempfile.mkdtemp(prefix="bench-handshake-")
+    try:
+        client = make_client_certificate()
+        env = plugin_environment(scratch, client)
+        executables = {"ours": [str(OURS)], "go null": [str(NULL)]}
+        for command in executables.values():  # warm the page cache, untimed
+            time_to_handshake(command, env, client=client)
+        samples: dict[str, list[float]] = {}
+        for _ in range(runs):
+            for name, command in executables.items():
+                line = time_to_handshake(command, env) * 1000
+                answer = time_to_handshake(command, env, client=client) * 1000
+                samples.setdefault(name, []).append(line)
+                samples.setdefault(f"{name} first answer", []).append(answer)
+        return samples
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,30 +159,30 @@ def main(argv: list[str] | None = None) -> int:
         if not os.access(exe, os.X_OK):
             parser.error(f"{exe} missing; run ./build.sh first")
 
-    scratch = tempfile.mkdtemp(prefix="bench-handshake-")
-    try:
-        env = plugin_environment(scratch)
-        samples = measure(args.runs, env)
-        print(f"process start -> handshake line, {args.runs} interleaved runs each (ms)")
-        print(f"{'':10}{'median':>10}{'p90':>10}{'min':>10}")
-        for name, values in samples.items():
+    samples = measure(args.runs)
+    print(f"process start -> handshake line / first answer, {args.runs} interleaved runs (ms)")
+    print(f"{'':24}{'median':>10}{'p90':>10}{'min':>10}")
+    for suffix in ("", " first answer"):
+        for name in ("ours", "go null"):
+            values = samples[name + suffix]
             print(
-                f"{name:10}{statistics.median(values):10.1f}{percentile(values, 0.9):10.1f}"
-                f"{min(values):10.1f}"
+                f"{name + suffix:24}{statistics.median(values):10.1f}"
+                f"{percentile(values, 0.9):10.1f}{min(values):10.1f}"
             )
-        ours, null = samples["ours"], samples["go null"]
+        ours, null = samples["ours" + suffix], samples["go null" + suffix]
         print(
-            f"{'ours/null':10}{statistics.median(ours) / statistics.median(null):10.2f}"
+            f"{'ours/null' + suffix:24}{statistics.median(ours) / statistics.median(null):10.2f}"
             f"{percentile(ours, 0.9) / percentile(null, 0.9):10.2f}{min(ours) / min(null):10.2f}"
         )
-
-        if args.profile:
+    if args.profile:
+        scratch = tempfile.mkdtemp(prefix="bench-handshake-")
+        try:
             print("\nstartup import profile, top 10 by cumulative time (us)")
             print(f"{'cumulative':>12}{'self':>10}  module")
-            for cumulative, self_us, module in import_profile(env, scratch):
+            for cumulative, self_us, module in import_profile(plugin_environment(scratch), scratch):
                 print(f"{cumulative:12}{self_us:10}  {module}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

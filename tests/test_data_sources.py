@@ -150,3 +150,44 @@ def test_data_objects_unregistered_connection(terraform: Terraform, immuta_db: D
     )
     result = terraform.plan()
     assert result.returncode == 1 and "Connection 'Ghost' is not registered" in result.text
+
+
+def test_a_data_objects_answer_larger_than_the_flow_control_windows(
+    terraform: Terraform, immuta_db: Database, pg_server: PostgresServer
+) -> None:
+    """4000 objects: the ReadDataSource response (about half a megabyte) outgrows grpc-go's 64 KiB
+    initial window many times over, so it reaches Terraform only through the server's
+    flow control (WINDOW_UPDATEs from grpc-go). Every object must arrive, in order."""
+    db = pg_server.temp_database(prefix="wide_")
+    try:
+        with db.connect() as conn:
+            conn.execute(
+                "DO $$ BEGIN FOR i IN 1..4000 LOOP "
+                "EXECUTE format('CREATE TABLE public.%I (id int)', 't_' || lpad(i::text, 5, '0'));"
+                " END LOOP; END $$"
+            )
+        terraform.write(
+            provider_block(immuta_db.server)
+            + f"""
+resource "immuta_postgres_connection" "main" {{
+  display_name    = "Wide"
+  deployment_type = "self_managed"
+  hostname        = {hcl_string(immuta_db.host)}
+  port            = {immuta_db.port}
+  database        = {hcl_string(immuta_db.name)}
+}}
+data "immuta_postgres_data_objects" "wide" {{
+  connection_id = immuta_postgres_connection.main.id
+  database      = {hcl_string(db.name)}
+}}
+output "wide" {{ value = data.immuta_postgres_data_objects.wide }}
+"""
+        )
+        terraform.apply()
+        wide = terraform.outputs()["wide"]
+        assert wide["count"] == 4000
+        names = [o["name"] for o in wide["objects"]]
+        assert names == [f"t_{i:05d}" for i in range(1, 4001)]
+        assert wide["objects"][-1]["full_name"] == f"Wide.{db.name}.public.t_04000"
+    finally:
+        db.drop()
