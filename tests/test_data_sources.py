@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from harness import Database, PostgresServer, Terraform, hcl_string, provider_block
+from harness import (
+    Database,
+    PostgresServer,
+    Terraform,
+    connection_block,
+    hcl_string,
+    provider_block,
+)
 from psycopg import sql
 
 
@@ -104,14 +111,9 @@ def test_preflight_postgres_15_is_not_supported(terraform: Terraform, pg15: Post
 def test_data_objects_with_filters(
     terraform: Terraform, immuta_db: Database, data_db: Database
 ) -> None:
-    connection = f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Shop"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(immuta_db.host)}
-  port            = {immuta_db.port}
-  database        = {hcl_string(immuta_db.name)}
-}}
+    connection = (
+        connection_block(immuta_db.host, immuta_db.port, immuta_db.name, "Shop")
+        + f"""
 data "immuta_postgres_data_objects" "all" {{
   connection_id = immuta_postgres_connection.main.id
   database      = {hcl_string(data_db.name)}
@@ -126,6 +128,7 @@ data "immuta_postgres_data_objects" "orders" {{
 output "all" {{ value = data.immuta_postgres_data_objects.all }}
 output "orders" {{ value = data.immuta_postgres_data_objects.orders }}
 """
+    )
     terraform.write(provider_block(immuta_db.server) + connection)
     terraform.apply()
     outputs = terraform.outputs()
@@ -168,14 +171,8 @@ def test_a_data_objects_answer_larger_than_the_flow_control_windows(
             )
         terraform.write(
             provider_block(immuta_db.server)
+            + connection_block(immuta_db.host, immuta_db.port, immuta_db.name, "Wide")
             + f"""
-resource "immuta_postgres_connection" "main" {{
-  display_name    = "Wide"
-  deployment_type = "self_managed"
-  hostname        = {hcl_string(immuta_db.host)}
-  port            = {immuta_db.port}
-  database        = {hcl_string(immuta_db.name)}
-}}
 data "immuta_postgres_data_objects" "wide" {{
   connection_id = immuta_postgres_connection.main.id
   database      = {hcl_string(db.name)}

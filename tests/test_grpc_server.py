@@ -257,6 +257,20 @@ class RawClient:
                 raise EOFError("server closed the connection")
             self.buffer += chunk
 
+    def next_frame_of(self, stream_id: int) -> Frame:
+        """The next frame on `stream_id`, skipping the others (SETTINGS, PING, ...)."""
+        while (f := self.read_frame()).stream_id != stream_id:
+            pass
+        return f
+
+    def read_data(self, stream_id: int, into: bytearray, total: int) -> None:
+        """DATA frames of `stream_id` into `into` until it holds exactly `total` bytes."""
+        while len(into) < total:
+            f = self.next_frame_of(stream_id)
+            assert f.kind == DATA, f
+            into += f.payload
+        assert len(into) == total
+
     def read_until_closed(self, timeout: float = 5) -> list[Frame]:
         """Every frame until EOF; fails when the connection stays open past `timeout`."""
         deadline, frames = time.monotonic() + timeout, []
@@ -384,12 +398,9 @@ def test_many_calls_multiplexed_on_one_connection(served: Served) -> None:
 def test_two_servers_in_one_process_do_not_mix_bytes(start_server: Callable[..., Served]) -> None:
     """Two servers, each with its loop thread, echoing at the same time.
 
-    SERVER BUG: every loop thread receives into the one module-level `_buffer`
-    (`recv_into(_buffer)`, then `inbound += _buffer[:size]` after taking the connection's
-    lock; TLS: `tls.read(..., _buffer)`). One server's recv overwrites bytes the other has not
-    copied yet, so it parses garbage: a bogus frame length gets GOAWAY FRAME_SIZE_ERROR and
-    grpcio reports UNAVAILABLE. Harmless while a process runs one server (the plugin), but
-    nothing in GrpcServer's API says so (tests/test_lanes.py builds PluginServers in-process).
+    Found a bug, since fixed: every loop thread received into one module-level buffer, so one
+    server's recv overwrote bytes the other had not copied yet; it parsed garbage, sent
+    GOAWAY FRAME_SIZE_ERROR and grpcio reported UNAVAILABLE. Each server now has its own.
     """
     servers = [start_server(), start_server()]
     jobs = [(s, os.urandom(2 * 1024 * 1024 + i)) for i in range(4) for s in servers]
@@ -596,31 +607,16 @@ def test_response_respects_the_clients_stream_window(raw: RawClient) -> None:
     raw.send(h2frame(SETTINGS, 0, 0, setting(INITIAL_WINDOW_SIZE, 100)))
     raw.request(1, ECHO, b"z" * 995)  # 1000 bytes framed
     got = bytearray()
-
-    def read_data() -> Frame:
-        while True:
-            f = raw.read_frame()
-            if f.stream_id == 1:
-                return f
-
-    assert read_data().kind == HEADERS
-    while len(got) < 100:
-        f = read_data()
-        assert f.kind == DATA
-        got += f.payload
-    assert len(got) == 100
+    assert raw.next_frame_of(1).kind == HEADERS
+    raw.read_data(1, got, 100)
     raw.expect_silence(0.2)
     raw.send(h2frame(WINDOW_UPDATE, 0, 1, (400).to_bytes(4, "big")))
-    while len(got) < 500:
-        f = read_data()
-        assert f.kind == DATA
-        got += f.payload
-    assert len(got) == 500
+    raw.read_data(1, got, 500)
     raw.expect_silence(0.2)
     # a larger INITIAL_WINDOW_SIZE applies to the stream in flight (RFC 9113 6.9.2)
     raw.send(h2frame(SETTINGS, 0, 0, setting(INITIAL_WINDOW_SIZE, 600)))
     while True:
-        f = read_data()
+        f = raw.next_frame_of(1)
         if f.kind == HEADERS:
             break
         got += f.payload
@@ -634,24 +630,14 @@ def test_response_respects_the_connection_window(raw: RawClient) -> None:
     payload = os.urandom(200_000)
     raw.request(1, ECHO, payload)
     body = bytearray()
-
-    def read_stream_frame() -> Frame:
-        while (f := raw.read_frame()).stream_id != 1:
-            pass
-        return f
-
-    assert read_stream_frame().kind == HEADERS
-    while len(body) < 65535:
-        f = read_stream_frame()
-        assert f.kind == DATA
-        body += f.payload
-    assert len(body) == 65535
+    assert raw.next_frame_of(1).kind == HEADERS
+    raw.read_data(1, body, 65535)
     raw.expect_silence(0.2)
     while True:
         raw.send(h2frame(WINDOW_UPDATE, 0, 0, (50_000).to_bytes(4, "big")))
         received = 0
         while received < 50_000 and len(body) < 200_005:
-            f = read_stream_frame()
+            f = raw.next_frame_of(1)
             assert f.kind == DATA
             body += f.payload
             received += len(f.payload)
@@ -659,7 +645,7 @@ def test_response_respects_the_connection_window(raw: RawClient) -> None:
             break
         assert received == 50_000
         raw.expect_silence(0.05)
-    f = read_stream_frame()
+    f = raw.next_frame_of(1)
     assert f.kind == HEADERS and f.flags & END_STREAM
     assert bytes(body) == grpc_message(payload)
 
@@ -1010,41 +996,32 @@ def test_stop_closes_the_listener_and_connections(served: Served) -> None:
     connect_after_stop(served.path)
 
 
-def test_stop_lets_a_call_in_flight_finish(served: Served) -> None:
+@pytest.mark.parametrize("stopper", ["this thread", "another thread"])
+def test_stop_lets_a_call_in_flight_finish(served: Served, stopper: str) -> None:
+    """stop() while the handler sleeps 0.2 s: it waits for it, and the client gets its answer."""
     handlers = served.handlers
     with served.channel() as channel:
         call = unary(channel, SLOW_ECHO).future(b"in flight", timeout=5)
         assert handlers.started.wait(5)
         started = time.monotonic()
-        served.server.stop(grace=1)
-        elapsed = time.monotonic() - started
-        assert handlers.finished.is_set()
-        assert elapsed < 1
+        thread = threading.Thread(target=served.server.stop, kwargs={"grace": 1})
+        thread.start()
+        if stopper == "this thread":
+            thread.join(5)
+            assert handlers.finished.is_set()
+            assert time.monotonic() - started < 1
         assert call.result(timeout=5) == b"in flight"
-    connect_after_stop(served.path)
-
-
-def test_stop_concurrent_with_a_call_in_flight(served: Served) -> None:
-    """stop() from another thread while the handler sleeps; the client gets its answer."""
-    handlers = served.handlers
-    with served.channel() as channel:
-        call = unary(channel, SLOW_ECHO).future(b"concurrent", timeout=5)
-        assert handlers.started.wait(5)
-        stopper = threading.Thread(target=served.server.stop, kwargs={"grace": 1})
-        stopper.start()
-        assert call.result(timeout=5) == b"concurrent"
-        stopper.join(5)
-        assert not stopper.is_alive()
+        thread.join(5)
+        assert not thread.is_alive()
     connect_after_stop(served.path)
 
 
 def test_stop_flushes_a_large_response_in_flight(served: Served) -> None:
     """A response bigger than the client's window must still be delivered within the grace.
 
-    SERVER BUG: stop() waits only until the worker has *produced* the response
-    (`_in_flight == 0`); the part held back by the client's flow-control window (everything
-    past grpcio's 64 KiB) is still queued in `_Stream.pending` when the loop drops every
-    connection, so the client loses a call that finished well within the grace.
+    Found a bug, since fixed: stop() waited only until the worker had *produced* the
+    response; the part held back by the client's window (everything past grpcio's 64 KiB)
+    was dropped with the connection. stop() now also waits for unsent responses.
     """
     handlers = served.handlers
     payload = os.urandom(1024 * 1024)
