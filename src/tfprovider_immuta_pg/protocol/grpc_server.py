@@ -14,8 +14,9 @@ lock, so a response costs no thread switch back to the loop; the loop is woken o
 the socket would block.
 
 HTTP/2 as RFC 9113 has it, minus what a gRPC server never needs (push, priorities, its
-own dynamic HPACK table): the client may send up to 2^31-1 bytes per stream and connection
-before a WINDOW_UPDATE, and responses respect the client's windows and frame size.
+own dynamic HPACK table: see hpack_decoder.py): the client may send up to 2^31-1 bytes per
+stream and connection before a WINDOW_UPDATE, and responses respect the client's windows
+and frame size.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import hpack
+from .hpack_decoder import Decoder, HpackError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
@@ -178,7 +179,7 @@ class _Connection:
         self.inbound = bytearray()  # HTTP/2 bytes received, not yet parsed
         self.outbound = bytearray()  # bytes for the socket
         self.preface_seen = False
-        self.decoder = hpack.Decoder()
+        self.decoder = Decoder()
         self.indexed_paths: dict[bytes, str] = {}  # see _path_of
         self.streams: dict[int, _Stream] = {}
         self.continuing: tuple[int, bytearray, int] | None = None  # a header block in pieces
@@ -349,9 +350,10 @@ class _Connection:
             return path
         try:
             fields = self.decoder.decode(block)
-        except hpack.HPACKError as exc:
+        except HpackError as exc:
             raise ProtocolError(f"bad header block: {exc}") from exc
-        path = next((value for name, value in fields if name == ":path"), "")
+        raw_path = next((value for name, value in fields if name == b":path"), b"")
+        path = raw_path.decode("utf-8", "replace")
         if block and all(0x80 < byte < 0xFF for byte in block):
             if len(self.indexed_paths) < 256:
                 self.indexed_paths[block] = path
