@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness.plugin import ClientCertificate, make_client_certificate
 
-from tfprovider_immuta_pg.protocol.grpc_server import GrpcServer, Route, RpcError
+from tfprovider_immuta_pg.protocol.grpc_server import GrpcServer, Route, RpcError, WorkerPool
 from tfprovider_immuta_pg.protocol.tls import (
     ServerCertificate,
     client_certificate_der,
@@ -1080,3 +1080,112 @@ def test_a_repeated_indexed_header_block_follows_the_table(served: Served, raw: 
         )
         assert raw.response(stream_id).message == b"m%d" % number
     assert served.handlers.routed == [ECHO, ECHO, INLINE_ECHO, INLINE_ECHO]
+
+
+# ---------------------------------------------------------------------- found by review
+
+
+def _raising(error: BaseException) -> Callable[[bytes], bytes]:
+    def call(message: bytes) -> bytes:
+        raise error
+
+    return call
+
+
+@pytest.mark.parametrize("kind", [HEADERS, DATA])
+def test_an_empty_padded_frame_costs_its_connection_not_the_loop(
+    served: Served, raw: RawClient, kind: int
+) -> None:
+    """A PADDED flag on an empty payload once raised IndexError and killed the loop thread;
+    every call on every connection then hung."""
+    if kind == DATA:
+        raw.send(h2frame(HEADERS, END_HEADERS, 1, raw.header_block(ECHO)))
+    raw.send(h2frame(kind, PADDED | END_HEADERS, 1))
+    assert any(f.kind == GOAWAY for f in raw.read_until_closed())
+    other = RawClient(served.path)
+    try:
+        other.start()
+        other.request(1, ECHO, b"hi")
+        assert other.response(1).message == b"hi"
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("length", [20_000, 17 * 1024 * 1024])
+def test_a_long_status_message_is_truncated_to_fit_one_frame(served: Served, length: int) -> None:
+    """A status over 16 KiB once made a HEADERS frame grpc-go refuses (it then drops the
+    whole connection: "frame too large"); over 16 MiB, frame() raised and the call hung."""
+    pool = WorkerPool(1, "t")
+    served.server.router = lambda path: Route(call=_raising(RpcError(13, "é" * length)), pool=pool)
+    with served.channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        unary(channel, "/t.T/Long")(b"", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    details = caught.value.details()
+    assert details.endswith(" [truncated]") and set(details[: -len(" [truncated]")]) == {"é"}
+    assert 1000 < len(details) < 8192
+
+
+def test_a_base_exception_in_a_handler_is_answered_and_keeps_the_worker(
+    served: Served,
+) -> None:
+    pool = WorkerPool(1, "t")  # one worker: a lost thread would hang the second call
+    calls = {"/t.T/Exit": _raising(SystemExit("handler called sys.exit")), ECHO: lambda m: m}
+    served.server.router = lambda path: Route(call=calls[path], pool=pool)
+    with served.channel() as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            unary(channel, "/t.T/Exit")(b"", timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        assert "SystemExit" in caught.value.details()
+        assert unary(channel, ECHO)(b"next", timeout=5) == b"next"
+
+
+def test_headers_on_a_closed_stream_never_run_the_call_again(served: Served) -> None:
+    """RFC 9113 5.1.1: a reused stream id is a connection error, never a second apply."""
+    calls: list[bytes] = []
+    served.server.router = lambda path: Route(call=lambda m: calls.append(m) or m)
+    raw = RawClient(served.path)
+    try:
+        raw.start()
+        raw.request(1, "/t.T/Apply", b"once")
+        assert raw.response(1).message == b"once"
+        raw.request(1, "/t.T/Apply", b"twice")
+        goaway = next(f for f in raw.read_until_closed() if f.kind == GOAWAY)
+        assert int.from_bytes(goaway.payload[4:8], "big") == 5  # STREAM_CLOSED
+    finally:
+        raw.close()
+    assert calls == [b"once"]
+
+
+def test_goaway_names_the_last_stream_the_server_took(served: Served) -> None:
+    """grpc-go retries streams above GOAWAY's last-stream-id on a new connection: an id of
+    0 while stream 1 ran would have applied it twice."""
+    release = threading.Event()
+    pool = WorkerPool(1, "t")
+    served.server.router = lambda path: Route(call=lambda m: (release.wait(5), m)[1], pool=pool)
+    raw = RawClient(served.path)
+    try:
+        raw.start()
+        raw.request(1, "/t.T/Apply", b"in flight")
+        raw.send(h2frame(PING, 0, 0, b"12345678"))
+        assert raw.next_frame_of(0).kind in (PING, SETTINGS, WINDOW_UPDATE)
+        # a header block interrupted by DATA: a protocol error
+        raw.send(h2frame(HEADERS, 0, 3, raw.header_block("/t.T/Apply")), h2frame(DATA, 0, 3))
+        goaway = next(f for f in raw.read_until_closed() if f.kind == GOAWAY)
+        assert int.from_bytes(goaway.payload[:4], "big") == 1
+    finally:
+        release.set()
+        raw.close()
+
+
+@pytest.mark.parametrize(
+    ("ident", "value"),
+    [(MAX_FRAME_SIZE, 0), (MAX_FRAME_SIZE, 1 << 24), (INITIAL_WINDOW_SIZE, 1 << 31)],
+)
+def test_impossible_settings_are_refused(served: Served, ident: int, value: int) -> None:
+    """A MAX_FRAME_SIZE of 0 once stalled every response for good."""
+    raw = RawClient(served.path)
+    try:
+        raw.send(PREFACE, h2frame(SETTINGS, 0, 0, setting(ident, value)))
+        assert any(f.kind == GOAWAY for f in raw.read_until_closed())
+    finally:
+        raw.close()

@@ -42,10 +42,15 @@ SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 DEFAULT_WINDOW, MAX_WINDOW, DEFAULT_MAX_FRAME = 65535, 2**31 - 1, 16384
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BLOCK = 1024 * 1024
-GOAWAY_PROTOCOL_ERROR, GOAWAY_FRAME_SIZE_ERROR = 1, 6
+GOAWAY_PROTOCOL_ERROR, GOAWAY_FLOW_CONTROL_ERROR, GOAWAY_STREAM_CLOSED = 1, 3, 5
+GOAWAY_FRAME_SIZE_ERROR = 6
+# grpc-message, percent-encoded: the trailers must fit one HEADERS frame (grpc-go fails the
+# whole connection with "http2: frame too large" otherwise) and grpcio's 16 KiB limit.
+MAX_STATUS_MESSAGE_BYTES = 8192
+STATUS_SAFE = " !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 # gRPC status codes
-OK, NOT_FOUND, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 5, 8, 12, 13
+OK, NOT_FOUND, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 0, 5, 8, 12, 13, 14
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -84,7 +89,11 @@ def status_fields(status: int, message: str) -> bytes:
     if message:  # gRPC percent-encodes the message (bytes outside printable ASCII, and '%')
         from urllib.parse import quote  # ~3 ms of import, only when a call fails
 
-        encoded = quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode()
+        encoded = quote(message, safe=STATUS_SAFE).encode()
+        keep = len(message)
+        while len(encoded) > MAX_STATUS_MESSAGE_BYTES:
+            keep = min(keep - 1, keep * MAX_STATUS_MESSAGE_BYTES // len(encoded) - 16)
+            encoded = quote(message[:keep] + " [truncated]", safe=STATUS_SAFE).encode()
         fields += _literal(b"grpc-message", encoded)
     return fields
 
@@ -141,7 +150,7 @@ class WorkerPool:
     def _work(self) -> None:
         while True:
             call, args = self._queue.get()
-            with contextlib.suppress(Exception):  # calls report their own failures
+            with contextlib.suppress(BaseException):  # calls report their own failures
                 call(*args)
             with self._lock:
                 self._idle += 1
@@ -163,6 +172,13 @@ class ProtocolError(Exception):
     def __init__(self, message: str, code: int = GOAWAY_PROTOCOL_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _unpad(payload: bytes) -> bytes:
+    """A PADDED frame's payload without its padding (RFC 9113 6.1, 6.2)."""
+    if not payload or payload[0] >= len(payload):
+        raise ProtocolError("padding as long as the frame")
+    return payload[1 : len(payload) - payload[0]]
 
 
 class _Connection:
@@ -188,6 +204,7 @@ class _Connection:
         self.peer_initial_window = DEFAULT_WINDOW
         self.peer_max_frame = DEFAULT_MAX_FRAME
         self.received_unacknowledged = 0
+        self.last_stream_id = 0  # the highest stream the client opened
         self.closed = False
         if self.authenticated:
             self._start_http2()
@@ -300,7 +317,7 @@ class _Connection:
             self._on_data(flags, stream_id, payload)
         elif kind == HEADERS:
             if flags & PADDED:
-                payload = payload[1 : len(payload) - payload[0]]
+                payload = _unpad(payload)
             if flags & HAS_PRIORITY:
                 payload = payload[5:]
             if flags & END_HEADERS:
@@ -332,10 +349,15 @@ class _Connection:
         # PRIORITY, GOAWAY (the client closes the socket when done) and unknown kinds: ignored
 
     def _on_headers(self, stream_id: int, block: bytes, end_stream: int) -> None:
-        path = self._path_of(block)
+        path = self._path_of(block)  # decoded even when refused: the HPACK table keeps up
         stream = self.streams.get(stream_id)
         if stream is None:
+            if stream_id % 2 == 0 or stream_id <= self.last_stream_id:  # RFC 9113 5.1.1
+                raise ProtocolError(f"HEADERS on closed stream {stream_id}", GOAWAY_STREAM_CLOSED)
+            self.last_stream_id = stream_id
             stream = self.streams[stream_id] = _Stream(path, self.peer_initial_window)
+        elif stream.dispatched:
+            return  # trailers on a request already complete: nothing to run again
         if end_stream:
             self._dispatch(stream_id, stream)
 
@@ -372,7 +394,7 @@ class _Connection:
         if stream is None or stream.dispatched:
             return
         if flags & PADDED:
-            payload = payload[1 : len(payload) - payload[0]]
+            payload = _unpad(payload)
         stream.body += payload
         if len(stream.body) > MAX_MESSAGE_BYTES + 5:
             stream.dispatched = True
@@ -385,11 +407,17 @@ class _Connection:
             ident = int.from_bytes(payload[pos : pos + 2], "big")
             value = int.from_bytes(payload[pos + 2 : pos + 6], "big")
             if ident == SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ProtocolError("initial window over 2^31-1", GOAWAY_FLOW_CONTROL_ERROR)
                 delta = value - self.peer_initial_window
                 self.peer_initial_window = value
                 for stream in self.streams.values():
                     stream.window += delta
             elif ident == SETTINGS_MAX_FRAME_SIZE:
+                if (
+                    not 0 < value < 2**24
+                ):  # 0 would stall every response; over 2^24-1 overflows frame()
+                    raise ProtocolError(f"SETTINGS_MAX_FRAME_SIZE {value}")
                 self.peer_max_frame = value
         self._emit(EMPTY_SETTINGS_ACK)
         self._resume_pending()
@@ -411,7 +439,8 @@ class _Connection:
         elif body[0]:
             return self.finish(stream_id, UNIMPLEMENTED, "compressed messages are not accepted")
         else:
-            message = bytes(body[5 : 5 + int.from_bytes(body[1:5], "big")])
+            size = int.from_bytes(body[1:5], "big")
+            message = bytes(memoryview(body)[5 : 5 + size])  # one copy, not two
         stream.body = bytearray()
         self.server.dispatch(self, stream_id, stream.path, message)
 
@@ -436,10 +465,10 @@ class _Connection:
         with self.lock:
             if self.closed:
                 return
-            self.finish(stream_id, status, message, response)
             try:
+                self.finish(stream_id, status, message, response)
                 self._send()
-            except OSError:
+            except Exception:  # noqa: BLE001 (socket or TLS broken: the loop drops it, never a hang)
                 self.closed = True
             if self.outbound or self.closed:
                 self.server.wake(self)
@@ -567,7 +596,12 @@ class GrpcServer:
             return connection.finish(stream_id, status, text, response)
         with self._idle:
             self._in_flight += 1
-        route.pool.submit(self._call_in_pool, route, connection, stream_id, message)
+        try:
+            route.pool.submit(self._call_in_pool, route, connection, stream_id, message)
+        except RuntimeError as exc:  # no thread could be started
+            with self._idle:
+                self._in_flight -= 1
+            return connection.finish(stream_id, UNAVAILABLE, f"no worker: {exc}")
         return None
 
     def _call_in_pool(
@@ -590,7 +624,7 @@ class GrpcServer:
             return OK, "", call(message)
         except RpcError as exc:
             return exc.status, exc.message, b""
-        except Exception as exc:  # noqa: BLE001 (the client gets a status, never a hang)
+        except BaseException as exc:  # noqa: BLE001 (the client gets a status, never a hang)
             self._log("error", "RPC handler failed", error=f"{type(exc).__name__}: {exc}")
             return INTERNAL, f"{type(exc).__name__}: {exc}", b""
 
@@ -626,6 +660,10 @@ class GrpcServer:
             sock, _ = self.listener.accept()
         except BlockingIOError:
             return
+        except OSError as exc:  # EMFILE, ENOBUFS: the client waits in the backlog
+            self._log("error", "accept failed", error=str(exc))
+            time.sleep(0.05)  # the listener stays readable: do not spin
+            return
         sock.setblocking(False)
         connection = _Connection(self, sock)
         self._connections.add(connection)
@@ -651,8 +689,10 @@ class GrpcServer:
             if mask & selectors.EVENT_READ:
                 connection.on_readable()
             connection.on_writable()
-        except (OSError, ValueError, ProtocolError) as exc:  # ssl.SSLError is an OSError
-            if not connection.authenticated:
+        except Exception as exc:  # noqa: BLE001 (a bug costs one connection, never the loop)
+            if not isinstance(exc, (OSError, ValueError, ProtocolError)):
+                self._log("error", "gRPC connection failed", error=f"{type(exc).__name__}: {exc}")
+            elif not connection.authenticated:
                 self._log("warn", "refused a plugin client", reason=str(exc))
             elif isinstance(exc, ProtocolError):
                 self._goaway(connection, exc)
@@ -666,7 +706,8 @@ class GrpcServer:
     @staticmethod
     def _goaway(connection: _Connection, error: ProtocolError) -> None:
         with connection.lock:
-            payload = (0).to_bytes(4, "big") + error.code.to_bytes(4, "big")
+            last = connection.last_stream_id.to_bytes(4, "big")
+            payload = last + error.code.to_bytes(4, "big")
             try:
                 connection._emit(frame(GOAWAY, 0, 0, payload))
                 connection._send()

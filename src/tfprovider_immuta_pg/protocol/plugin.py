@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -184,6 +185,35 @@ def _unary(handler: Callable, request_type: Any) -> Callable[[bytes], bytes]:
     return call
 
 
+class ShutdownLatch:
+    """Set by the Shutdown call or by SIGTERM; the main thread waits for it.
+
+    A pipe rather than a threading.Event: Event.set takes a lock, and a signal handler
+    running while the main thread holds that lock inside Event.wait would deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed (stopped)
+            os.write(self._write, b"x")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self) -> None:
+        while not self._set:
+            os.read(self._read, 1)
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 def _log(level: str, message: str, **fields: Any) -> None:
     from . import logs  # not at import: this module loads before the handshake line, logs after
 
@@ -207,7 +237,7 @@ class PluginServer:
 
             self.expected_client_der = client_certificate_der(client_cert_pem)
             self.certificate = generate_certificate()
-        self.shutdown_requested = threading.Event()
+        self.shutdown_requested = ShutdownLatch()
         self.socket_dir = private_folder()
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
         self.lanes: Lanes | None = None  # made in start(), after the handshake line
@@ -280,6 +310,7 @@ class PluginServer:
             self.server.stop(grace=1)
         else:
             self.listener.close()
+        self.shutdown_requested.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 

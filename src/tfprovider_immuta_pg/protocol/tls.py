@@ -227,6 +227,7 @@ def server_context(certificate: ServerCertificate, client_pem: str) -> ssl.SSLCo
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION  # go never renegotiates; nor may anyone else
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=client_pem)
     context.set_alpn_protocols(["h2"])  # grpc-go refuses a TLS server without ALPN h2
