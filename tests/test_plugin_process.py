@@ -319,3 +319,29 @@ def test_sigint_is_ignored_sigterm_stops(plugin: PluginProcess) -> None:
     assert code in (0, -signal.SIGTERM)
     if code == 0:
         assert not folder.exists()
+
+
+def test_serves_without_the_development_dependencies(tmp_path: Path) -> None:
+    """grpcio, hpack and cryptography are test tools: the provider must not import them.
+
+    A sitecustomize on PYTHONPATH makes each of them unimportable in the plugin process;
+    the plugin must still complete mutual TLS, serve its schema and shut down.
+    """
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'grpc', 'grpc_health', 'hpack', 'cryptography'}:\n"
+        "            raise ImportError(f'{name} is a development dependency')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+    )
+    client = make_client_certificate()
+    with PluginProcess({"PYTHONPATH": str(tmp_path)}, client_certificate=client) as process:
+        with process.channel() as channel:
+            schema = tfplugin6_pb2_grpc.ProviderStub(channel).GetProviderSchema(
+                tfplugin6_pb2.GetProviderSchema.Request(), timeout=10
+            )
+            assert "immuta_user_mapping" in schema.resource_schemas
+            shutdown(channel)
+        assert process.wait(timeout=10) == 0
+        assert "development dependency" not in process.stderr()
