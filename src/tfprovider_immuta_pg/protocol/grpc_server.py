@@ -414,9 +414,8 @@ class _Connection:
                 for stream in self.streams.values():
                     stream.window += delta
             elif ident == SETTINGS_MAX_FRAME_SIZE:
-                if (
-                    not 0 < value < 2**24
-                ):  # 0 would stall every response; over 2^24-1 overflows frame()
+                # 0 would stall every response; 2^24 and more do not fit a frame's length
+                if not 0 < value < 2**24:
                     raise ProtocolError(f"SETTINGS_MAX_FRAME_SIZE {value}")
                 self.peer_max_frame = value
         self._emit(EMPTY_SETTINGS_ACK)
@@ -468,7 +467,7 @@ class _Connection:
             try:
                 self.finish(stream_id, status, message, response)
                 self._send()
-            except Exception:  # noqa: BLE001 (socket or TLS broken: the loop drops it, never a hang)
+            except Exception:  # noqa: BLE001 (socket or TLS broken: the loop drops it)
                 self.closed = True
             if self.outbound or self.closed:
                 self.server.wake(self)
