@@ -342,6 +342,16 @@ class RawClient:
         self.sock.close()
 
 
+def assert_a_new_client_is_served(served: Served) -> None:
+    client = RawClient(served.path)
+    try:
+        client.start()
+        client.request(1, ECHO, b"still here")
+        assert client.response(1).message == b"still here"
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def raw(served: Served) -> Iterator[RawClient]:
     client = RawClient(served.path)
@@ -727,13 +737,7 @@ def test_garbage_preface_is_closed_and_server_goes_on(served: Served) -> None:
         client.read_until_closed(5)
     finally:
         client.close()
-    again = RawClient(served.path)
-    try:
-        again.start()
-        again.request(1, ECHO, b"still here")
-        assert again.response(1).message == b"still here"
-    finally:
-        again.close()
+    assert_a_new_client_is_served(served)
     with served.channel() as channel:
         assert unary(channel, ECHO)(b"grpcio too", timeout=5) == b"grpcio too"
 
@@ -1102,13 +1106,7 @@ def test_an_empty_padded_frame_costs_its_connection_not_the_loop(
         raw.send(h2frame(HEADERS, END_HEADERS, 1, raw.header_block(ECHO)))
     raw.send(h2frame(kind, PADDED | END_HEADERS, 1))
     assert any(f.kind == GOAWAY for f in raw.read_until_closed())
-    other = RawClient(served.path)
-    try:
-        other.start()
-        other.request(1, ECHO, b"hi")
-        assert other.response(1).message == b"hi"
-    finally:
-        other.close()
+    assert_a_new_client_is_served(served)
 
 
 @pytest.mark.parametrize("length", [20_000, 17 * 1024 * 1024])
