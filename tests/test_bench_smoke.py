@@ -62,3 +62,14 @@ def test_rss_bench_reads_both_providers_at_rest() -> None:
     assert values["ours, after GetProviderSchema"] > values["ours, after handshake line"], out
     # Issue 8's memory target: at most 80 MB at rest, with the schema served.
     assert values["ours, after GetProviderSchema"] * 1.048576 <= 80, out
+
+
+def test_handshake_bench_times_the_line_and_the_first_answer() -> None:
+    out = run_bench("bench.handshake", "--runs", "15")
+    medians = {
+        name: float(re.search(rf"^{name}\s+([\d.]+)", out, re.M)[1])
+        for name in ("ours", "go null", "ours first answer", "go null first answer")
+    }
+    # The first answer comes after the line, for both (a swapped or empty timer fails here).
+    assert 0 < medians["ours"] < medians["ours first answer"] < 5000, out
+    assert 0 < medians["go null"] < medians["go null first answer"] < 5000, out
