@@ -404,3 +404,24 @@ def test_concurrent_applies_map_one_role_once(
     assert "is already mapped to 'user" in loser.text
     rows = mapping_rows(immuta_db)
     assert len(rows) == 1 and rows[0][4] == "iam_role"
+
+
+@pytest.mark.pg17_only
+def test_plaintext_transport_when_terraform_disables_tls(
+    terraform: Terraform, immuta_db: Database
+) -> None:
+    """TF_DISABLE_PLUGIN_TLS: grpc-go speaks plaintext HTTP/2 to the provider's own server."""
+    terraform.write(
+        provider_block(immuta_db.server)
+        + connection_hcl(immuta_db)
+        + "".join(mapping_block(f"m{n}", f"user{n}@example.com") for n in range(3))
+    )
+    plaintext = {"TF_DISABLE_PLUGIN_TLS": "1", "TF_LOG": "debug"}
+    terraform.init()
+    applied = terraform.run("apply", "-auto-approve", env=plaintext)
+    assert applied.returncode == 0, applied.text
+    assert "configuring client automatic mTLS" not in applied.text  # it really was plaintext
+    assert [row[0] for row in mapping_rows(immuta_db)] == [f"user{n}@example.com" for n in range(3)]
+    assert terraform.run("plan", "-detailed-exitcode", env=plaintext, check=False).returncode == 0
+    terraform.run("destroy", "-auto-approve", env=plaintext)
+    assert mapping_rows(immuta_db) == []
