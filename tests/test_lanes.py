@@ -137,3 +137,30 @@ def test_health_check_answers_for_the_plugin_and_the_server_only(served) -> None
         health.Check(health_pb2.HealthCheckRequest(service="x" * 200), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert caught.value.details() == f"unknown service {'x' * 200!r}"  # a 2-byte length
+
+
+def test_provider_calls_report_a_failed_load_and_unknown_methods() -> None:
+    def broken_factory() -> Provider:
+        raise RuntimeError("schema module missing")
+
+    server = plugin.PluginServer(broken_factory, client_cert_pem="")
+    server.start()
+    channel = grpc.insecure_channel(f"unix:{server.socket_path}")
+    try:
+        stub = tfplugin6_pb2_grpc.ProviderStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetMetadata(pb.GetMetadata.Request(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        assert caught.value.details() == "provider failed to load: schema module missing"
+    finally:
+        channel.close()
+        server.stop()
+
+
+def test_an_unknown_provider_method_is_unimplemented(served) -> None:
+    _, channel = served
+    call = channel.unary_unary("/tfplugin6.Provider/NoSuchCall")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(b"", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.details() == "unknown method /tfplugin6.Provider/NoSuchCall"

@@ -151,15 +151,15 @@ class DeferredProvider:
             self._ready.set()
 
     def call(self, method: str, message: bytes) -> bytes:
-        from .grpc_server import INTERNAL, UNIMPLEMENTED, RpcError
-
         self._ready.wait()
+        call = self._calls.get(method)
+        if call is not None:
+            return call(message)
+        from .grpc_server import INTERNAL, UNIMPLEMENTED, RpcError  # only on the way out
+
         if self._failure is not None:
             raise RpcError(INTERNAL, f"provider failed to load: {self._failure}")
-        call = self._calls.get(method)
-        if call is None:
-            raise RpcError(UNIMPLEMENTED, f"unknown method {method}")
-        return call(message)
+        raise RpcError(UNIMPLEMENTED, f"unknown method {method}")
 
 
 def provider_calls(service: Any) -> dict[str, Callable[[bytes], bytes]]:
