@@ -6,12 +6,12 @@ Not a test. Run from the repository root after ``./build.sh``::
     .venv/bin/python -m bench.handshake [--runs N] [--profile]
 
 Both executables run interleaved in the same environment (AutoMTLS on: PLUGIN_CLIENT_CERT is a
-real PEM client certificate, as Terraform sends). "line" stops the clock at the first stdout
-line. "first answer" goes on as Terraform does: it dials with mutual TLS and asks for the
-provider's schema (tfplugin6 GetProviderSchema for ours, tfplugin5 GetSchema for null 2.1.2),
-and stops the clock at the answer. Our server and provider load after the handshake line, so
-"first answer" is the start-up a Terraform command waits for. ``--profile`` adds our startup
-import profile (``-X importtime``).
+real PEM client certificate, as Terraform sends). Each start gives two times: "line", read
+off the clock at the first stdout line, then "first answer": the bench goes on as Terraform
+does, dials with mutual TLS, asks for the provider's schema (tfplugin6 GetProviderSchema for
+ours, tfplugin5 GetSchema for null 2.1.2) and reads the clock at the answer. Our server and
+provider load after the handshake line, so "first answer" is the start-up a Terraform
+command waits for. ``--profile`` adds our startup import profile (``-X importtime``).
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def time_to_handshake(
     env: dict[str, str],
     stderr=subprocess.DEVNULL,
     client: ClientCertificate | None = None,
-) -> float:
-    """Seconds from spawning argv to reading its handshake line on stdout; with `client` (the
-    certificate announced in env), to the answer of its first schema call instead."""
+) -> tuple[float, float | None]:
+    """Seconds from spawning argv to reading its handshake line on stdout, and with `client`
+    (the certificate announced in env) to the answer of its first schema call (else None)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
@@ -76,19 +76,19 @@ def time_to_handshake(
     watchdog.start()
     try:
         line = proc.stdout.readline()
-        elapsed = time.perf_counter() - start
+        to_line, to_answer = time.perf_counter() - start, None
         fields = line.decode(errors="replace").strip().split("|")
         if len(fields) < 6 or fields[0] != "1":
             raise RuntimeError(f"{argv[0]}: no handshake line (got {line[:200]!r})")
         if client is not None:
             _ask_for_schema(Handshake.parse(line.decode()), client)
-            elapsed = time.perf_counter() - start
+            to_answer = time.perf_counter() - start
     finally:
         watchdog.cancel()
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    return elapsed
+    return to_line, to_answer
 
 
 def _ask_for_schema(handshake: Handshake, client: ClientCertificate) -> None:
@@ -139,10 +139,9 @@ def measure(runs: int) -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {}
         for _ in range(runs):
             for name, command in executables.items():
-                line = time_to_handshake(command, env) * 1000
-                answer = time_to_handshake(command, env, client=client) * 1000
-                samples.setdefault(name, []).append(line)
-                samples.setdefault(f"{name} first answer", []).append(answer)
+                line, answer = time_to_handshake(command, env, client=client)
+                samples.setdefault(name, []).append(line * 1000)
+                samples.setdefault(f"{name} first answer", []).append(answer * 1000)
         return samples
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
