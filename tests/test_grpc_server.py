@@ -377,10 +377,8 @@ def test_echo_inline_route(served: Served) -> None:
         assert unary(channel, INLINE_ECHO)(b"", timeout=5) == b""
 
 
-def test_eight_concurrent_clients_get_their_own_bytes(served: Served) -> None:
-    """Eight channels (eight connections), 1 MiB each, all at once."""
-    payloads = [os.urandom(1024 * 1024 + i) for i in range(8)]
-    channels = [served.channel(NO_BDP) for _ in payloads]
+def echo_at_once(channels: list[grpc.Channel], payloads: list[bytes], timeout: float) -> list:
+    """Each payload echoed on its own channel, all calls started together; closes the channels."""
     barrier = threading.Barrier(len(payloads))
 
     def call(index: int) -> bytes:
@@ -389,11 +387,17 @@ def test_eight_concurrent_clients_get_their_own_bytes(served: Served) -> None:
 
     try:
         with futures.ThreadPoolExecutor(len(payloads)) as pool:
-            results = list(pool.map(call, range(len(payloads)), timeout=15))
+            return list(pool.map(call, range(len(payloads)), timeout=timeout))
     finally:
         for channel in channels:
             channel.close()
-    assert results == payloads
+
+
+def test_eight_concurrent_clients_get_their_own_bytes(served: Served) -> None:
+    """Eight channels (eight connections), 1 MiB each, all at once."""
+    payloads = [os.urandom(1024 * 1024 + i) for i in range(8)]
+    channels = [served.channel(NO_BDP) for _ in payloads]
+    assert echo_at_once(channels, payloads, timeout=15) == payloads
 
 
 def test_many_calls_multiplexed_on_one_connection(served: Served) -> None:
@@ -414,18 +418,9 @@ def test_two_servers_in_one_process_do_not_mix_bytes(start_server: Callable[...,
     """
     servers = [start_server(), start_server()]
     jobs = [(s, os.urandom(2 * 1024 * 1024 + i)) for i in range(4) for s in servers]
+    payloads = [payload for _, payload in jobs]
     channels = [s.channel(NO_BDP) for s, _ in jobs]
-
-    def call(index: int) -> bytes:
-        return unary(channels[index], ECHO)(jobs[index][1], timeout=10)
-
-    try:
-        with futures.ThreadPoolExecutor(len(jobs)) as pool:
-            results = list(pool.map(call, range(len(jobs)), timeout=20))
-    finally:
-        for channel in channels:
-            channel.close()
-    assert results == [payload for _, payload in jobs]
+    assert echo_at_once(channels, payloads, timeout=20) == payloads
 
 
 # ---------------------------------------------------------------------- grpcio: statuses
