@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from .diagnostics import Diagnostics, ProviderError
 from .schema import Schema
@@ -56,6 +56,14 @@ class StopSignal:
                 self._callbacks.remove(callback)
 
 
+class LogFunction(Protocol):
+    def __call__(self, level: str, message: str, **fields: Any) -> None: ...
+
+
+def no_log(level: str, message: str, **fields: Any) -> None:
+    """The log of a context made outside a provider process (tests, tools)."""
+
+
 @dataclass
 class Context:
     """What one request carries besides its values."""
@@ -64,60 +72,97 @@ class Context:
     private: bytes = b""
     config: Any = None  # the resource configuration (write-only values live only here)
     stop: StopSignal = field(default_factory=StopSignal)
+    log: LogFunction = no_log  # debug lines for TF_LOG_PROVIDER; never values, never secrets
 
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise Cancelled()
 
 
-class Resource:
+State = TypeVar("State")
+
+
+class Resource(Generic[State]):
+    """One resource type: its schema, its plan-time rules and the work of each operation.
+
+    `State` is the resource's state as a TypedDict: every attribute and block of the schema,
+    known (null where absent). The framework (see `lifecycle`) calls:
+
+    - `validate(config, diags)`: rules across attributes; values may be UNKNOWN.
+    - `modify_plan(prior, planned, config, ctx)`: after defaults, RequiresReplace and the
+      other plan modifiers ran; adjust `planned` in place (computed values the apply will
+      change become UNKNOWN). `prior` is None on create. No writes here.
+    - `create(planned, ctx)` and `update(prior, planned, ctx)`: do the work and return the
+      new state. `planned` may hold UNKNOWN for computed values; the framework keeps every
+      value the plan knew and takes only the unknown ones from the result.
+    - `read(state, ctx)`: the object as it is now. Return None only when it is gone for
+      certain (Terraform then drops it from state and the next plan creates it again);
+      when the answer cannot be had (server unreachable, credentials refused) raise, never
+      return None.
+    - `delete(state, ctx)`: remove it; something already gone is success.
+    - `import_state(import_id, ctx)`: the state of an existing object; the next plan must be
+      empty when the configuration matches it.
+
+    Diagnostics: raise `ProviderError(summary, detail, path)` to stop with one error (the
+    operation then changes nothing in Terraform's state); add warnings (or further errors)
+    with `ctx.diags`. Private state: `ctx.private` holds bytes Terraform keeps beside the
+    state and never shows (the previous value on entry); set it in `read`, `modify_plan`,
+    `create` or `update` to remember what the state must not hold, such as a salted hash
+    of a write-only secret. `ctx.config` is the configuration: write-only values exist only
+    there.
+    """
+
     type_name: str = ""
     schema: Schema
 
-    def validate(self, config: dict, diags: Diagnostics) -> None:
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         """Cross-attribute rules; `config` may hold UNKNOWN values."""
 
-    def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
+    def modify_plan(
+        self, prior: State | None, planned: dict[str, Any], config: dict[str, Any], ctx: Context
+    ) -> None:
         """Adjust `planned` in place after the framework's rules ran."""
 
-    def create(self, planned: dict, ctx: Context) -> dict:
+    def create(self, planned: dict[str, Any], ctx: Context) -> State:
         raise ProviderError(
             f"{self.type_name}: create is not implemented yet",
             "This version of the provider declares the resource but cannot create it yet; "
             "nothing was written.",
         )
 
-    def read(self, state: dict, ctx: Context) -> dict | None:
+    def read(self, state: State, ctx: Context) -> State | None:
         return state
 
-    def update(self, prior: dict, planned: dict, ctx: Context) -> dict:
+    def update(self, prior: State, planned: dict[str, Any], ctx: Context) -> State:
         raise ProviderError(
             f"{self.type_name}: update is not implemented yet",
             "This version of the provider cannot update it yet; nothing was changed.",
         )
 
-    def delete(self, state: dict, ctx: Context) -> None:
+    def delete(self, state: State, ctx: Context) -> None:
         raise ProviderError(
             f"{self.type_name}: delete is not implemented yet",
             "This version of the provider cannot delete it yet; nothing was removed.",
         )
 
-    def import_state(self, import_id: str, ctx: Context) -> dict:
+    def import_state(self, import_id: str, ctx: Context) -> State:
         raise ProviderError(f"{self.type_name} cannot be imported")
 
-    def upgrade_state(self, version: int, state: dict, ctx: Context) -> dict:
+    def upgrade_state(self, version: int, state: dict[str, Any], ctx: Context) -> dict[str, Any]:
         """Bring a state written by schema `version` to the current schema."""
         return state
 
 
 class DataSource:
+    """A data source: `read(config, ctx)` returns the configuration with computed values."""
+
     type_name: str = ""
     schema: Schema
 
-    def validate(self, config: dict, diags: Diagnostics) -> None:
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         """Cross-attribute rules; `config` may hold UNKNOWN values."""
 
-    def read(self, config: dict, ctx: Context) -> dict:
+    def read(self, config: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError
 
 
@@ -151,12 +196,12 @@ class Provider:
     """A provider: its own schema, what it configures, and what it offers."""
 
     schema: Schema
-    resources: dict[str, Resource]
+    resources: dict[str, Resource[Any]]
     data_sources: dict[str, DataSource]
     functions: dict[str, Function]
 
-    def validate(self, config: dict, diags: Diagnostics) -> None:
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         """Cross-attribute rules on the provider block."""
 
-    def configure(self, config: dict, diags: Diagnostics) -> None:
+    def configure(self, config: dict[str, Any], diags: Diagnostics) -> None:
         """Keep the configuration; must not open connections."""

@@ -28,6 +28,10 @@ class _Unknown:
 UNKNOWN = _Unknown()
 
 
+class MalformedValue(ValueError):
+    """A value from Terraform that does not fit the schema it should follow."""
+
+
 def is_wholly_known(value: Any) -> bool:
     """True when neither the value nor anything nested in it is unknown."""
     if value is UNKNOWN:

@@ -27,14 +27,14 @@ from ..framework.types import (
     Tuple,
     from_json,
 )
-from ..framework.values import UNKNOWN
+from ..framework.values import UNKNOWN, MalformedValue
 
 UNKNOWN_EXT = 0
 REFINED_UNKNOWN_EXT = 12
 _UNKNOWN_WIRE = msgpack.ExtType(UNKNOWN_EXT, b"\x00")
 
 
-class CodecError(ValueError):
+class CodecError(MalformedValue):
     """A value on the wire does not match the schema's type."""
 
 

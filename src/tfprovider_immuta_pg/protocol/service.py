@@ -1,18 +1,20 @@
-"""The tfplugin6.Provider service: every RPC Terraform 1.11 calls."""
+"""The tfplugin6.Provider service: every RPC Terraform 1.11 calls.
+
+Each method decodes its request, calls the framework (`framework.lifecycle` holds what plan,
+apply, read and import mean) and encodes the answer; nothing here knows a rule of Terraform's
+beyond the messages.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
+from ..framework import lifecycle
 from ..framework.diagnostics import Diagnostics, ProviderError
-from ..framework.plan import plan_change, validate_values
+from ..framework.lifecycle import guarded
 from ..framework.provider import Context, DataSource, FunctionError, Provider, Resource, StopSignal
-from ..framework.schema import Schema
-from ..framework.values import UNKNOWN, is_wholly_known
 from . import logs
 from .codec import CodecError, json_to_value
 from .convert import (
@@ -28,24 +30,6 @@ from .gen import tfplugin6_pb2 as pb
 CAPABILITIES = pb.ServerCapabilities(
     plan_destroy=True, get_provider_schema_optional=True, move_resource_state=False
 )
-
-
-def guarded(operation: str, diags: Diagnostics, body: Callable[[], Any]) -> Any:
-    """Run `body`; any failure becomes a diagnostic, a traceback only a debug log line."""
-    try:
-        return body()
-    except ProviderError as exc:
-        diags.error(exc.summary, exc.detail, exc.path)
-    except CodecError as exc:
-        diags.error("Malformed value from Terraform", f"{operation}: {exc}")
-    except Exception as exc:
-        logs.log("debug", f"{operation} failed", traceback=traceback.format_exc())
-        diags.error(
-            f"Unexpected provider error during {operation}",
-            f"{type(exc).__name__}: {exc}\n\nThis is a bug in the provider; the debug log "
-            "(TF_LOG_PROVIDER=DEBUG) has the details.",
-        )
-    return None
 
 
 class ProviderService:
@@ -91,15 +75,17 @@ class ProviderService:
 
     # ------------------------------------------------------------ provider
 
+    def _guarded(self, operation: str, diags: Diagnostics, body: Any) -> Any:
+        return guarded(operation, diags, body, logs.log)
+
     def ValidateProviderConfig(self, request, context):
         diags = Diagnostics()
 
         def body() -> None:
             config = value_from_proto(request.config, self.provider.schema.value_type)
-            validate_values(self.provider.schema, config, diags)
-            self.provider.validate(config, diags)
+            lifecycle.validate(self.provider, config, diags)
 
-        guarded("provider validation", diags, body)
+        self._guarded("provider validation", diags, body)
         return pb.ValidateProviderConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def ConfigureProvider(self, request, context):
@@ -107,12 +93,9 @@ class ProviderService:
 
         def body() -> None:
             config = value_from_proto(request.config, self.provider.schema.value_type)
-            validate_values(self.provider.schema, config, diags)
-            self.provider.validate(config, diags)
-            if not diags.has_errors:
-                self.provider.configure(config, diags)
+            lifecycle.configure(self.provider, config, diags)
 
-        guarded("provider configuration", diags, body)
+        self._guarded("provider configuration", diags, body)
         return pb.ConfigureProvider.Response(diagnostics=diagnostics_to_proto(diags))
 
     def StopProvider(self, request, context):
@@ -122,7 +105,7 @@ class ProviderService:
 
     # ------------------------------------------------------------ resources
 
-    def _resource(self, type_name: str) -> Resource:
+    def _resource(self, type_name: str) -> Resource[Any]:
         resource = self.provider.resources.get(type_name)
         if resource is None:
             raise ProviderError(
@@ -132,21 +115,19 @@ class ProviderService:
         return resource
 
     def _context(self, diags: Diagnostics, private: bytes = b"", config: Any = None) -> Context:
-        return Context(diags=diags, private=private, config=config, stop=self.stop_signal)
-
-    @staticmethod
-    def _validate(owner: Resource | DataSource, raw: pb.DynamicValue, diags: Diagnostics) -> None:
-        config = value_from_proto(raw, owner.schema.value_type)
-        validate_values(owner.schema, config, diags)
-        owner.validate(config, diags)
+        return Context(
+            diags=diags, private=private, config=config, stop=self.stop_signal, log=logs.log
+        )
 
     def ValidateResourceConfig(self, request, context):
         diags = Diagnostics()
-        guarded(
-            f"validation of {request.type_name}",
-            diags,
-            lambda: self._validate(self._resource(request.type_name), request.config, diags),
-        )
+
+        def body() -> None:
+            resource = self._resource(request.type_name)
+            config = value_from_proto(request.config, resource.schema.value_type)
+            lifecycle.validate(resource, config, diags)
+
+        self._guarded(f"validation of {request.type_name}", diags, body)
         return pb.ValidateResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def UpgradeResourceState(self, request, context):
@@ -162,43 +143,33 @@ class ProviderService:
                     "never wrote. Remove the resource from state and import it again.",
                 )
             raw = json.loads(request.raw_state.json)
-            if request.version > resource.schema.version:
-                raise ProviderError(
-                    f"{request.type_name} state was written by a newer provider",
-                    f"State schema version {request.version} is newer than this provider's "
-                    f"{resource.schema.version}; upgrade the provider.",
-                )
-            if request.version < resource.schema.version:
-                raw = resource.upgrade_state(request.version, raw, self._context(diags))
-            return value_to_proto(json_to_value(raw, ty), ty)
+            upgraded = lifecycle.upgrade_state(resource, request.version, raw, self._context(diags))
+            return value_to_proto(json_to_value(upgraded, ty), ty)
 
-        state = guarded(f"state upgrade of {request.type_name}", diags, body)
+        state = self._guarded(f"state upgrade of {request.type_name}", diags, body)
         return pb.UpgradeResourceState.Response(
             upgraded_state=state, diagnostics=diagnostics_to_proto(diags)
         )
 
     def ReadResource(self, request, context):
         diags = Diagnostics()
-        private = request.private
 
-        def body() -> pb.DynamicValue:
+        def body() -> pb.ReadResource.Response:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
             state = value_from_proto(request.current_state, ty)
-            if state is None:
-                return value_to_proto(None, ty)
-            ctx = self._context(diags, request.private)
-            new_state = resource.read(state, ctx)
-            nonlocal private
-            private = ctx.private
-            return value_to_proto(new_state, ty)
+            read = lifecycle.read(resource, state, self._context(diags, request.private))
+            return pb.ReadResource.Response(
+                new_state=value_to_proto(read.state, ty), private=read.private
+            )
 
-        state = guarded(f"read of {request.type_name}", diags, body)
-        if state is None:  # keep the state as it was when the read failed
-            state = request.current_state
-        return pb.ReadResource.Response(
-            new_state=state, private=private, diagnostics=diagnostics_to_proto(diags)
-        )
+        response = self._guarded(f"read of {request.type_name}", diags, body)
+        if response is None:  # not even decoded: hand the state back as it came
+            response = pb.ReadResource.Response(
+                new_state=request.current_state, private=request.private
+            )
+        response.diagnostics.extend(diagnostics_to_proto(diags))
+        return response
 
     def PlanResourceChange(self, request, context):
         diags = Diagnostics()
@@ -207,55 +178,44 @@ class ProviderService:
         def body() -> None:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
-            prior = value_from_proto(request.prior_state, ty)
-            proposed = value_from_proto(request.proposed_new_state, ty)
             config = value_from_proto(request.config, ty)
-            planned, replace = plan_change(resource.schema, prior, proposed, config)
-            ctx = self._context(diags, request.prior_private, config)
-            if planned is not None:
-                resource.modify_plan(prior, planned, config, ctx)
-            response.planned_state.CopyFrom(value_to_proto(planned, ty))
-            response.requires_replace.extend(path_to_proto(p) for p in replace)
-            response.planned_private = ctx.private
+            planned = lifecycle.plan(
+                resource,
+                value_from_proto(request.prior_state, ty),
+                value_from_proto(request.proposed_new_state, ty),
+                config,
+                self._context(diags, request.prior_private, config),
+            )
+            response.planned_state.CopyFrom(value_to_proto(planned.state, ty))
+            response.requires_replace.extend(path_to_proto(p) for p in planned.requires_replace)
+            response.planned_private = planned.private
 
-        guarded(f"plan of {request.type_name}", diags, body)
+        self._guarded(f"plan of {request.type_name}", diags, body)
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 
     def ApplyResourceChange(self, request, context):
         diags = Diagnostics()
-        response = pb.ApplyResourceChange.Response()
 
-        def body() -> None:
+        def body() -> pb.ApplyResourceChange.Response:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
-            prior = value_from_proto(request.prior_state, ty)
-            planned = value_from_proto(request.planned_state, ty)
             config = value_from_proto(request.config, ty)
-            ctx = self._context(diags, request.planned_private, config)
-            started = time.monotonic()
-            if planned is None:
-                resource.delete(prior, ctx)
-                new_state = None
-            elif prior is None:
-                new_state = settle(planned, resource.create(planned, ctx), resource.schema, diags)
-            else:
-                new_state = settle(
-                    planned, resource.update(prior, planned, ctx), resource.schema, diags
-                )
-            logs.log(
-                "debug",
-                f"apply of {request.type_name} done",
-                seconds=round(time.monotonic() - started, 4),
+            applied = lifecycle.apply(
+                resource,
+                value_from_proto(request.prior_state, ty),
+                value_from_proto(request.planned_state, ty),
+                self._context(diags, request.planned_private, config),
             )
-            response.new_state.CopyFrom(value_to_proto(new_state, ty))
-            response.private = ctx.private
+            return pb.ApplyResourceChange.Response(
+                new_state=value_to_proto(applied.state, ty), private=applied.private
+            )
 
-        guarded(f"apply of {request.type_name}", diags, body)
-        if diags.has_errors and not response.HasField("new_state"):
-            # Nothing changed: hand back the prior state (and its private data) to keep.
-            response.new_state.CopyFrom(request.prior_state)
-            response.private = request.planned_private
+        response = self._guarded(f"apply of {request.type_name}", diags, body)
+        if response is None:  # not even decoded: nothing changed, keep the prior state
+            response = pb.ApplyResourceChange.Response(
+                new_state=request.prior_state, private=request.planned_private
+            )
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 
@@ -266,18 +226,16 @@ class ProviderService:
         def body() -> None:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
-            ctx = self._context(diags)
-            partial = resource.import_state(request.id, ctx)
-            state = {name: partial.get(name) for name in ty.attributes}
+            outcome = lifecycle.import_state(resource, request.id, self._context(diags))
             imported.append(
                 pb.ImportResourceState.ImportedResource(
                     type_name=request.type_name,
-                    state=value_to_proto(state, ty),
-                    private=ctx.private,
+                    state=value_to_proto(outcome.state, ty),
+                    private=outcome.private,
                 )
             )
 
-        guarded(f"import of {request.type_name}", diags, body)
+        self._guarded(f"import of {request.type_name}", diags, body)
         return pb.ImportResourceState.Response(
             imported_resources=imported, diagnostics=diagnostics_to_proto(diags)
         )
@@ -301,11 +259,13 @@ class ProviderService:
 
     def ValidateDataResourceConfig(self, request, context):
         diags = Diagnostics()
-        guarded(
-            f"validation of data source {request.type_name}",
-            diags,
-            lambda: self._validate(self._data_source(request.type_name), request.config, diags),
-        )
+
+        def body() -> None:
+            source = self._data_source(request.type_name)
+            config = value_from_proto(request.config, source.schema.value_type)
+            lifecycle.validate(source, config, diags)
+
+        self._guarded(f"validation of data source {request.type_name}", diags, body)
         return pb.ValidateDataResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def ReadDataSource(self, request, context):
@@ -315,10 +275,10 @@ class ProviderService:
             source = self._data_source(request.type_name)
             ty = source.schema.value_type
             config = value_from_proto(request.config, ty)
-            state = source.read(config, self._context(diags, config=config))
-            return value_to_proto({name: state.get(name) for name in ty.attributes}, ty)
+            state = lifecycle.read_data_source(source, config, self._context(diags, config=config))
+            return value_to_proto(state, ty)
 
-        state = guarded(f"read of data source {request.type_name}", diags, body)
+        state = self._guarded(f"read of data source {request.type_name}", diags, body)
         return pb.ReadDataSource.Response(state=state, diagnostics=diagnostics_to_proto(diags))
 
     # ------------------------------------------------------------ ephemeral resources (none)
@@ -384,43 +344,3 @@ def _function_error(text: str, argument: int | None) -> pb.CallFunction.Response
     if argument is not None:
         error.function_argument = argument
     return pb.CallFunction.Response(error=error)
-
-
-def settle(planned: Any, result: Any, schema: Schema, diags: Diagnostics) -> Any:
-    """The new state: planned known values kept as planned, unknowns filled from `result`.
-
-    Terraform rejects an apply whose result contradicts a known planned value;
-    keeping the plan's values is what the resource promised. Anything still
-    unknown is a provider bug, reported rather than sent.
-    """
-    merged = _merge(planned, result)
-    if not is_wholly_known(merged):
-        diags.error(
-            "Provider left values unknown after apply",
-            "This is a bug in the provider: some computed attributes were not filled in.",
-        )
-        merged = _strip_unknown(merged)
-    for path, attr, _, parent in schema.block.walk(merged):
-        if attr.write_only:
-            parent[path[-1]] = None
-    return merged
-
-
-def _merge(planned: Any, result: Any) -> Any:
-    if planned is UNKNOWN:
-        return result
-    if isinstance(planned, dict) and isinstance(result, dict):
-        return {k: _merge(v, result.get(k, UNKNOWN)) for k, v in planned.items()}
-    if isinstance(planned, list) and isinstance(result, list) and len(planned) == len(result):
-        return [_merge(p, r) for p, r in zip(planned, result, strict=False)]
-    return planned
-
-
-def _strip_unknown(value: Any) -> Any:
-    if value is UNKNOWN:
-        return None
-    if isinstance(value, dict):
-        return {k: _strip_unknown(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_unknown(v) for v in value]
-    return value
