@@ -3,7 +3,7 @@
 # ./build.sh test     build, install the test servers, run the whole suite
 # ./build.sh demo     build, start an embedded PostgreSQL 17, apply examples/quickstart
 # ./build.sh bench    build, run the benchmarks (not part of test)
-# ./build.sh lint     ruff
+# ./build.sh lint     ruff and mypy
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -76,6 +76,7 @@ case "${1:-build}" in
     bash tools/install-test-servers.sh
     shift || true
     "$VENV/bin/ruff" check src tests tools bench
+    "$VENV/bin/mypy"
     exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
     ;;
   demo)
@@ -93,6 +94,7 @@ case "${1:-build}" in
     build >/dev/null
     "$VENV/bin/ruff" check src tests tools bench
     "$VENV/bin/ruff" format --check src tests tools bench
+    "$VENV/bin/mypy"
     ;;
   *) echo "usage: $0 [build|test|demo|bench|lint]" >&2; exit 2 ;;
 esac

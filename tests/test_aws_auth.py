@@ -360,7 +360,7 @@ provider.validate(config, diags)
 provider.configure(config, diags)
 assert not diags.has_errors, diags
 target = Target("127.0.0.1", int(sys.argv[1]), sys.argv[2])
-with provider.connect(target, Context()) as conn:
+with provider.access.connect(target, Context()) as conn:
     assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
 assert not loaded, loaded

@@ -9,9 +9,9 @@ import pytest
 
 from tfprovider_immuta_pg.framework.provider import StopSignal
 from tfprovider_immuta_pg.framework.values import UNKNOWN
-from tfprovider_immuta_pg.immuta.connection import CONNECTION_SCHEMA
+from tfprovider_immuta_pg.immuta.postgres_connection.schema import CONNECTION_SCHEMA
 from tfprovider_immuta_pg.immuta.provider import PROVIDER_SCHEMA, ImmutaProvider
-from tfprovider_immuta_pg.immuta.user_mapping import USER_MAPPING_SCHEMA
+from tfprovider_immuta_pg.immuta.user_mapping.schema import USER_MAPPING_SCHEMA
 from tfprovider_immuta_pg.protocol.codec import decode_msgpack, encode_msgpack
 from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2 as pb
 from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2_grpc as pb_grpc

@@ -27,7 +27,10 @@ from harness.aws_example import (
 from psycopg import sql
 
 from tfprovider_immuta_pg.immuta import policies
-from tfprovider_immuta_pg.immuta.service_principal import external_id_checker, seal_external_id
+from tfprovider_immuta_pg.immuta.aws_service_principal.external_id import (
+    external_id_checker,
+    seal_external_id,
+)
 
 ADDRESS = "immuta_aws_service_principal.svc"
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def _make_provider():
+if TYPE_CHECKING:
+    from .immuta.provider import ImmutaProvider
+
+
+def _make_provider() -> ImmutaProvider:
     # Imported in the background, after the handshake line (see protocol.plugin).
     from .immuta.provider import ImmutaProvider
 

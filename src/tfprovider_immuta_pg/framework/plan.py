@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from .diagnostics import Diagnostics, Path
-from .schema import Block, PlanStep, Schema
+from .schema import Attribute, Block, PlanStep, Schema
 from .values import UNKNOWN
 
 
@@ -80,7 +80,9 @@ def _unknown_computed(block: Block, planned: Any, config: Any) -> None:
             parent[path[-1]] = UNKNOWN
 
 
-def _modifier_steps(block: Block, prior: Any, config: Any, planned: Any, creating: bool):
+def _modifier_steps(
+    block: Block, prior: Any, config: Any, planned: Any, creating: bool
+) -> list[tuple[PlanStep, Attribute, dict[str, Any], Any]]:
     steps = []
     for path, attr, value, parent in block.walk(planned):
         if attr.plan_modifiers:

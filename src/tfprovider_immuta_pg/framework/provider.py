@@ -153,6 +153,46 @@ class Resource(Generic[State]):
         return state
 
 
+class Worker(Protocol[State]):
+    """The work behind a resource, made for one request: the operations of `Resource`."""
+
+    def create(self, planned: dict[str, Any]) -> State: ...
+
+    def read(self, state: State) -> State | None: ...
+
+    def update(self, prior: State, planned: dict[str, Any]) -> State: ...
+
+    def delete(self, state: State) -> None: ...
+
+    def import_state(self, import_id: str) -> State: ...
+
+
+class WorkerResource(Resource[State]):
+    """A resource whose operations are done by a `Worker` made for each request.
+
+    `worker` imports the worker's module on first use, so what the work needs (a database
+    driver, a cloud SDK) stays out of the processes that only validate and plan.
+    """
+
+    def worker(self, ctx: Context) -> Worker[State]:
+        raise NotImplementedError
+
+    def create(self, planned: dict[str, Any], ctx: Context) -> State:
+        return self.worker(ctx).create(planned)
+
+    def read(self, state: State, ctx: Context) -> State | None:
+        return self.worker(ctx).read(state)
+
+    def update(self, prior: State, planned: dict[str, Any], ctx: Context) -> State:
+        return self.worker(ctx).update(prior, planned)
+
+    def delete(self, state: State, ctx: Context) -> None:
+        self.worker(ctx).delete(state)
+
+    def import_state(self, import_id: str, ctx: Context) -> State:
+        return self.worker(ctx).import_state(import_id)
+
+
 class DataSource:
     """A data source: `read(config, ctx)` returns the configuration with computed values."""
 

@@ -15,7 +15,7 @@ from ..framework.diagnostics import ProviderError
 from ..framework.secrets import register
 
 if TYPE_CHECKING:
-    from .provider import AwsSettings
+    from .settings import AwsSettings
 
 NO_SUCH_ENTITY_RETRY_SECONDS = 6.0  # IAM is eventually consistent right after a create
 ASSUME_ROLE_RETRY_SECONDS = 10.0
@@ -93,7 +93,7 @@ class AwsClient:
     def rds_token(self, hostname: str, port: int, username: str) -> str:
         """A fresh RDS IAM auth token (valid 15 minutes); minted per connection."""
         try:
-            token = self.client("rds").generate_db_auth_token(
+            token: str = self.client("rds").generate_db_auth_token(
                 DBHostname=hostname, Port=port, DBUsername=username, Region=self.settings.region
             )
         except ProviderError:
@@ -122,7 +122,7 @@ class AwsClient:
         delay = 0.25
         while True:
             try:
-                arn = call()
+                arn: str = call()
             except Exception as exc:
                 if error_code(exc) != "NoSuchEntity":
                     raise aws_error(
@@ -154,7 +154,7 @@ class AwsClient:
             ) from None
 
 
-def _assume_with_retry(sts: Any, s: AwsSettings) -> dict:
+def _assume_with_retry(sts: Any, s: AwsSettings) -> Any:
     deadline = time.monotonic() + ASSUME_ROLE_RETRY_SECONDS
     while True:
         try:
@@ -181,7 +181,8 @@ def _assume_with_retry(sts: Any, s: AwsSettings) -> dict:
 def error_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
+        code: str | None = response.get("Error", {}).get("Code")
+        return code
     return None
 
 

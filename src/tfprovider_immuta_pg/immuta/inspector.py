@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from .pg import one_row
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -67,11 +69,14 @@ class DatabaseCatalog:
 
 
 def server_facts(conn: psycopg.Connection) -> ServerFacts:
-    row = conn.execute(
-        """SELECT current_setting('server_version'), current_setting('server_version_num')::int,
-                  current_user, r.rolsuper, r.rolcreaterole
-           FROM pg_roles r WHERE r.rolname = current_user"""
-    ).fetchone()
+    row = one_row(
+        conn.execute(
+            """SELECT current_setting('server_version'),
+                      current_setting('server_version_num')::int,
+                      current_user, r.rolsuper, r.rolcreaterole
+               FROM pg_roles r WHERE r.rolname = current_user"""
+        )
+    )
     version = row[0].split()[0]
     return ServerFacts(version, row[1], row[2], row[3], row[4])
 
@@ -134,7 +139,8 @@ def catalog_fingerprint(conn: psycopg.Connection) -> str:
 
     Computed by the server; only 32 characters travel, whatever the catalog's size.
     """
-    return conn.execute(_FINGERPRINT_QUERY).fetchone()[0]
+    digest: str = one_row(conn.execute(_FINGERPRINT_QUERY))[0]
+    return digest
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..framework.diagnostics import ProviderError
 from ..framework.provider import Context
+from .errors import ConnectTimedOut, connect_error, connection_lost
 
 if TYPE_CHECKING:
     import psycopg
@@ -47,10 +47,6 @@ class Credentials:
     iam_signer: str | None = None
 
 
-class ConnectTimedOut(ProviderError):
-    """No answer within connect_timeout."""
-
-
 class ConnectionPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,7 +70,7 @@ class ConnectionPool:
             lost = conn.broken and _is_operational(exc)
             _discard(conn)
             if lost:
-                raise lost_connection(target, creds, exc) from None
+                raise connection_lost(target, creds, exc) from None
             raise
         if conn.broken or conn.closed or conn.info.transaction_status != 0:
             _discard(conn)
@@ -105,9 +101,10 @@ class ConnectionPool:
         self, key: tuple[Target, str], target: Target, creds: Credentials, ctx: Context
     ) -> psycopg.Connection:
         with self._lock:
-            since, error = self._timed_out.get(key, (None, None))
-        ago = time.monotonic() - since if since is not None else None
-        if error is not None and ago < creds.connect_timeout:
+            last = self._timed_out.get(key)
+        if last is not None and time.monotonic() - last[0] < creds.connect_timeout:
+            since, error = last
+            ago = time.monotonic() - since
             raise ConnectTimedOut(
                 error.summary,
                 f"{error.detail}\n\nNot retried: an attempt {ago:.1f} s ago got no answer "
@@ -132,6 +129,14 @@ class ConnectionPool:
                 _discard(conn)
 
 
+def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, a lookup of self)."""
+    row: tuple[Any, ...] | None = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("a query expected to return one row returned none")
+    return row
+
+
 def _readable(conn: psycopg.Connection) -> bool:
     """An idle connection has nothing to read unless the server said goodbye (FATAL, EOF)."""
     try:
@@ -144,17 +149,6 @@ def _is_operational(exc: BaseException) -> bool:
     import psycopg
 
     return isinstance(exc, psycopg.OperationalError)
-
-
-def lost_connection(target: Target, creds: Credentials, exc: BaseException) -> ProviderError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    return ProviderError(
-        f"Lost the connection to PostgreSQL at {target.hostname}:{target.port}",
-        f"The connection to {target.where} as {creds.username!r} broke: {reason}\n\n"
-        f"Check that the server at {target.hostname}:{target.port} is up and reachable, then "
-        "apply again: a re-apply finds whatever the interrupted operation did commit and "
-        "converges.",
-    )
 
 
 def _alive(conn: psycopg.Connection) -> bool:
@@ -174,7 +168,7 @@ def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connec
     import psycopg
 
     ctx.check_stop()
-    params = {
+    params: dict[str, Any] = {
         "host": target.hostname,
         "port": target.port,
         "dbname": target.database,
@@ -196,45 +190,4 @@ def _connect(target: Target, creds: Credentials, ctx: Context) -> psycopg.Connec
     try:
         return psycopg.connect(autocommit=True, **params)
     except psycopg.OperationalError as exc:
-        raise connection_error(target, creds, exc) from None
-
-
-def connection_error(target: Target, creds: Credentials, exc: Exception) -> ProviderError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
-    text = str(exc).lower()
-    refused = "password authentication failed" in text or "pam authentication failed" in text
-    timed_out = "timeout" in text or "timed out" in text
-    if refused and creds.iam_signer:
-        hint = (
-            f"RDS refused the IAM auth token for database user {creds.username!r} (signed for "
-            f"{target.hostname}:{target.port}, {creds.iam_signer}). Check that the user exists "
-            "and has GRANT rds_iam, that the AWS identity may rds-db:connect on "
-            f"arn:aws:rds-db:REGION:ACCOUNT:dbuser:DB_RESOURCE_ID/{creds.username}, that "
-            "aws.region is the server's region, and that hostname is the endpoint the token "
-            "is for."
-        )
-    elif refused:
-        hint = (
-            f"PostgreSQL refused the credentials of user {creds.username!r}. Check the provider's "
-            "username and password (or PGUSER/PGPASSWORD)."
-        )
-    elif "does not exist" in text and "database" in text:
-        hint = (
-            f"The database {target.database!r} does not exist on {target.hostname}:{target.port}. "
-            "Create the Immuta database first (CREATE DATABASE), or fix `database`."
-        )
-    elif timed_out:
-        hint = (
-            f"No answer within connect_timeout = {creds.connect_timeout} s. Check that "
-            f"{target.hostname}:{target.port} is reachable from here (network, firewall, "
-            "security group)."
-        )
-    else:
-        hint = (
-            f"Check that PostgreSQL listens on {target.hostname}:{target.port}, that the network "
-            "allows it, and the provider's sslmode and credentials."
-        )
-    return (ConnectTimedOut if timed_out else ProviderError)(
-        f"Cannot connect to PostgreSQL at {target.hostname}:{target.port}",
-        f"Connecting to {target.where} as {creds.username!r} failed: {reason}\n\n{hint}",
-    )
+        raise connect_error(target, creds, exc) from None

@@ -132,9 +132,9 @@ def same(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is b
     try:
-        return normalise(parse(a)) == normalise(parse(b))
+        return bool(normalise(parse(a)) == normalise(parse(b)))
     except ValueError:
-        return a == b
+        return bool(a == b)
 
 
 def mask_external_ids(document: Any, verify: Callable[[str], bool] | None) -> Any:

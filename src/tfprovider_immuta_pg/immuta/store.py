@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 from psycopg.errors import DependentObjectsStillExist, UndefinedTable, UniqueViolation
 
+from .pg import one_row
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -140,9 +142,12 @@ def _q(text: str) -> sql.Composed:
 def schema_version(conn: psycopg.Connection) -> int:
     """0 when the store was never created here."""
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{SCHEMA}".schema_version',))
-    if not exists.fetchone()[0]:
+    if not one_row(exists)[0]:
         return 0
-    return conn.execute(_q("SELECT max(version) FROM {s}.schema_version")).fetchone()[0] or 0
+    version: int | None = one_row(conn.execute(_q("SELECT max(version) FROM {s}.schema_version")))[
+        0
+    ]
+    return version or 0
 
 
 def _migrate(conn: psycopg.Connection) -> None:
@@ -316,7 +321,7 @@ def delete_connection(conn: psycopg.Connection, key: str) -> bool:
     deleted = conn.execute(
         _q("DELETE FROM {s}.connections WHERE connection_key = %s"), (key,)
     ).rowcount
-    remaining = conn.execute(_q("SELECT count(*) FROM {s}.connections")).fetchone()[0]
+    remaining = one_row(conn.execute(_q("SELECT count(*) FROM {s}.connections")))[0]
     if remaining == 0:
         conn.execute(
             sql.SQL("DROP TABLE {}").format(
@@ -378,9 +383,9 @@ def look_up_mapping(
     mapping points at.
     """
     try:
-        row = conn.execute(
-            _q(_MAPPING_LOOKUP), {"key": key, "user": user, "wanted": wanted_role}
-        ).fetchone()
+        row = one_row(
+            conn.execute(_q(_MAPPING_LOOKUP), {"key": key, "user": user, "wanted": wanted_role})
+        )
     except UndefinedTable:
         return MappingLookup(None, None, [])
     deployment, *mapping, roles = row

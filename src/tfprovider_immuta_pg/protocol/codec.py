@@ -76,7 +76,8 @@ def _codec_for(ty: CtyType) -> tuple[Decoder, Encoder]:
 
 def encode_msgpack(value: Any, ty: CtyType) -> bytes:
     """`value` as msgpack; a value that does not fit `ty` raises CodecError."""
-    return msgpack.packb(_codec_for(ty)[1](value), use_bin_type=True)
+    packed: bytes = msgpack.packb(_codec_for(ty)[1](value), use_bin_type=True)
+    return packed
 
 
 def decode_msgpack(data: bytes, ty: CtyType) -> Any:
@@ -94,11 +95,11 @@ def _compile_encoder(ty: CtyType) -> Encoder:
             inferred = infer_type(value)
             return [inferred.encoded(), _codec_for(inferred)[1](value)]
     elif ty == STRING:
-        convert = str
+        convert = str  # type: ignore[assignment]  # builtins convert without a Python frame
     elif ty == NUMBER:
         convert = _number_to_wire
     elif ty == BOOL:
-        convert = bool
+        convert = bool  # type: ignore[assignment]
     elif isinstance(ty, (List, Set)):
         element = _codec_for(ty.element)[1]
 
@@ -263,7 +264,8 @@ def _decode_dynamic(raw: Any) -> Any:
 def _number_from_wire(raw: Any) -> int | float:
     kind = type(raw)
     if kind is int:
-        return raw
+        whole: int = raw
+        return whole
     if kind is float:
         return int(raw) if raw.is_integer() and abs(raw) < 2**53 else raw
     if kind is str:

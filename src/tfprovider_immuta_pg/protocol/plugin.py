@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..framework.provider import Provider
     from .grpc_server import GrpcServer, Route, WorkerPool
+    from .service import ProviderService
 
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -178,9 +179,10 @@ def provider_calls(service: Any) -> dict[str, Callable[[bytes], bytes]]:
     return calls
 
 
-def _unary(handler: Callable, request_type: Any) -> Callable[[bytes], bytes]:
+def _unary(handler: Callable[..., Any], request_type: Any) -> Callable[[bytes], bytes]:
     def call(message: bytes) -> bytes:
-        return handler(request_type.FromString(message), None).SerializeToString()
+        answer: bytes = handler(request_type.FromString(message), None).SerializeToString()
+        return answer
 
     return call
 
@@ -242,7 +244,7 @@ class PluginServer:
         self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
         self.lanes: Lanes | None = None  # made in start(), after the handshake line
         self.provider_factory = provider_factory
-        self.provider_service = None
+        self.provider_service: ProviderService | None = None
         self.provider = DeferredProvider(self._load_provider)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)

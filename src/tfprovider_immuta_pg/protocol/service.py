@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..framework import lifecycle
 from ..framework.diagnostics import Diagnostics, ProviderError
@@ -27,6 +28,8 @@ from .convert import (
 )
 from .gen import tfplugin6_pb2 as pb
 
+T = TypeVar("T")
+
 CAPABILITIES = pb.ServerCapabilities(
     plan_destroy=True, get_provider_schema_optional=True, move_resource_state=False
 )
@@ -42,7 +45,9 @@ class ProviderService:
 
     # ------------------------------------------------------------ metadata
 
-    def GetMetadata(self, request, context):
+    def GetMetadata(
+        self, request: pb.GetMetadata.Request, context: object
+    ) -> pb.GetMetadata.Response:
         return pb.GetMetadata.Response(
             server_capabilities=CAPABILITIES,
             resources=[
@@ -54,7 +59,9 @@ class ProviderService:
             functions=[pb.GetMetadata.FunctionMetadata(name=n) for n in self.provider.functions],
         )
 
-    def GetProviderSchema(self, request, context):
+    def GetProviderSchema(
+        self, request: pb.GetProviderSchema.Request, context: object
+    ) -> pb.GetProviderSchema.Response:
         if self._schema_response is None:
             p = self.provider
             self._schema_response = pb.GetProviderSchema.Response(
@@ -68,17 +75,22 @@ class ProviderService:
             )
         return self._schema_response
 
-    def GetFunctions(self, request, context):
+    def GetFunctions(
+        self, request: pb.GetFunctions.Request, context: object
+    ) -> pb.GetFunctions.Response:
         return pb.GetFunctions.Response(
             functions={n: function_to_proto(f) for n, f in self.provider.functions.items()}
         )
 
     # ------------------------------------------------------------ provider
 
-    def _guarded(self, operation: str, diags: Diagnostics, body: Any) -> Any:
+    @staticmethod
+    def _guarded(operation: str, diags: Diagnostics, body: Callable[[], T]) -> T | None:
         return guarded(operation, diags, body, logs.log)
 
-    def ValidateProviderConfig(self, request, context):
+    def ValidateProviderConfig(
+        self, request: pb.ValidateProviderConfig.Request, context: object
+    ) -> pb.ValidateProviderConfig.Response:
         diags = Diagnostics()
 
         def body() -> None:
@@ -88,7 +100,9 @@ class ProviderService:
         self._guarded("provider validation", diags, body)
         return pb.ValidateProviderConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
-    def ConfigureProvider(self, request, context):
+    def ConfigureProvider(
+        self, request: pb.ConfigureProvider.Request, context: object
+    ) -> pb.ConfigureProvider.Response:
         diags = Diagnostics()
 
         def body() -> None:
@@ -98,7 +112,9 @@ class ProviderService:
         self._guarded("provider configuration", diags, body)
         return pb.ConfigureProvider.Response(diagnostics=diagnostics_to_proto(diags))
 
-    def StopProvider(self, request, context):
+    def StopProvider(
+        self, request: pb.StopProvider.Request, context: object
+    ) -> pb.StopProvider.Response:
         logs.log("info", "StopProvider: cancelling operations in flight")
         self.stop_signal.stop()
         return pb.StopProvider.Response()
@@ -119,7 +135,9 @@ class ProviderService:
             diags=diags, private=private, config=config, stop=self.stop_signal, log=logs.log
         )
 
-    def ValidateResourceConfig(self, request, context):
+    def ValidateResourceConfig(
+        self, request: pb.ValidateResourceConfig.Request, context: object
+    ) -> pb.ValidateResourceConfig.Response:
         diags = Diagnostics()
 
         def body() -> None:
@@ -130,7 +148,9 @@ class ProviderService:
         self._guarded(f"validation of {request.type_name}", diags, body)
         return pb.ValidateResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
-    def UpgradeResourceState(self, request, context):
+    def UpgradeResourceState(
+        self, request: pb.UpgradeResourceState.Request, context: object
+    ) -> pb.UpgradeResourceState.Response:
         diags = Diagnostics()
 
         def body() -> pb.DynamicValue:
@@ -151,7 +171,9 @@ class ProviderService:
             upgraded_state=state, diagnostics=diagnostics_to_proto(diags)
         )
 
-    def ReadResource(self, request, context):
+    def ReadResource(
+        self, request: pb.ReadResource.Request, context: object
+    ) -> pb.ReadResource.Response:
         diags = Diagnostics()
 
         def body() -> pb.ReadResource.Response:
@@ -171,7 +193,9 @@ class ProviderService:
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 
-    def PlanResourceChange(self, request, context):
+    def PlanResourceChange(
+        self, request: pb.PlanResourceChange.Request, context: object
+    ) -> pb.PlanResourceChange.Response:
         diags = Diagnostics()
         response = pb.PlanResourceChange.Response()
 
@@ -194,7 +218,9 @@ class ProviderService:
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 
-    def ApplyResourceChange(self, request, context):
+    def ApplyResourceChange(
+        self, request: pb.ApplyResourceChange.Request, context: object
+    ) -> pb.ApplyResourceChange.Response:
         diags = Diagnostics()
 
         def body() -> pb.ApplyResourceChange.Response:
@@ -219,7 +245,9 @@ class ProviderService:
         response.diagnostics.extend(diagnostics_to_proto(diags))
         return response
 
-    def ImportResourceState(self, request, context):
+    def ImportResourceState(
+        self, request: pb.ImportResourceState.Request, context: object
+    ) -> pb.ImportResourceState.Response:
         diags = Diagnostics()
         imported = []
 
@@ -240,7 +268,9 @@ class ProviderService:
             imported_resources=imported, diagnostics=diagnostics_to_proto(diags)
         )
 
-    def MoveResourceState(self, request, context):
+    def MoveResourceState(
+        self, request: pb.MoveResourceState.Request, context: object
+    ) -> pb.MoveResourceState.Response:
         diags = Diagnostics()
         diags.error(
             "Moving resource state is not supported",
@@ -257,7 +287,9 @@ class ProviderService:
             raise ProviderError(f"Unknown data source {type_name!r}")
         return source
 
-    def ValidateDataResourceConfig(self, request, context):
+    def ValidateDataResourceConfig(
+        self, request: pb.ValidateDataResourceConfig.Request, context: object
+    ) -> pb.ValidateDataResourceConfig.Response:
         diags = Diagnostics()
 
         def body() -> None:
@@ -268,7 +300,9 @@ class ProviderService:
         self._guarded(f"validation of data source {request.type_name}", diags, body)
         return pb.ValidateDataResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
-    def ReadDataSource(self, request, context):
+    def ReadDataSource(
+        self, request: pb.ReadDataSource.Request, context: object
+    ) -> pb.ReadDataSource.Response:
         diags = Diagnostics()
 
         def body() -> pb.DynamicValue:
@@ -291,23 +325,33 @@ class ProviderService:
         )
         return diagnostics_to_proto(diags)
 
-    def ValidateEphemeralResourceConfig(self, request, context):
+    def ValidateEphemeralResourceConfig(
+        self, request: pb.ValidateEphemeralResourceConfig.Request, context: object
+    ) -> pb.ValidateEphemeralResourceConfig.Response:
         return pb.ValidateEphemeralResourceConfig.Response(
             diagnostics=self._no_ephemeral(request.type_name)
         )
 
-    def OpenEphemeralResource(self, request, context):
+    def OpenEphemeralResource(
+        self, request: pb.OpenEphemeralResource.Request, context: object
+    ) -> pb.OpenEphemeralResource.Response:
         return pb.OpenEphemeralResource.Response(diagnostics=self._no_ephemeral(request.type_name))
 
-    def RenewEphemeralResource(self, request, context):
+    def RenewEphemeralResource(
+        self, request: pb.RenewEphemeralResource.Request, context: object
+    ) -> pb.RenewEphemeralResource.Response:
         return pb.RenewEphemeralResource.Response(diagnostics=self._no_ephemeral(request.type_name))
 
-    def CloseEphemeralResource(self, request, context):
+    def CloseEphemeralResource(
+        self, request: pb.CloseEphemeralResource.Request, context: object
+    ) -> pb.CloseEphemeralResource.Response:
         return pb.CloseEphemeralResource.Response(diagnostics=self._no_ephemeral(request.type_name))
 
     # ------------------------------------------------------------ functions
 
-    def CallFunction(self, request, context):
+    def CallFunction(
+        self, request: pb.CallFunction.Request, context: object
+    ) -> pb.CallFunction.Response:
         function = self.provider.functions.get(request.name)
         if function is None:
             return pb.CallFunction.Response(

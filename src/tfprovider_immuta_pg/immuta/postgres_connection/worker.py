@@ -1,62 +1,45 @@
-"""Registering, refreshing and removing a connection: the work behind the resource."""
+"""The work behind immuta_postgres_connection: register, refresh, re-register, remove, import."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..framework.diagnostics import ProviderError
-from ..framework.provider import Context
-from . import inspector, store
-from .connection import SYNC_OFF, SYNCED
-from .ids import ConnectionId, InvalidId
-from .inspector import CatalogObject, DatabaseCatalog, Filters, MissingPrivileges, ServerFacts
-from .pg import Target
+from ...framework.diagnostics import ProviderError
+from ...framework.provider import Context
+from .. import inspector, store
+from ..access import Access
+from ..errors import DatabaseMissing
+from ..ids import ConnectionId, InvalidId
+from ..inspector import Filters, MissingPrivileges, ServerFacts
+from ..pg import Target
+from ..survey import Survey, crawl, inspect
+from .schema import SYNC_OFF, SYNCED, ConnectionState
 
-if TYPE_CHECKING:
-    from .provider import ImmutaProvider
-
-CRAWL_WORKERS = 4
 MAX_LISTED = 200
 
 
-@dataclass
-class Survey:
-    """What a look at the server finds, before anything is written."""
-
-    facts: ServerFacts
-    target: Target
-    foreign: list[str] = field(default_factory=list)
-    databases: list[str] = field(default_factory=list)  # governed databases
-    objects: list[CatalogObject] = field(default_factory=list)  # governable objects
-    skipped: int = 0
-    missing: MissingPrivileges | None = None
-    fingerprints: dict[str, str] = field(default_factory=dict)
-
-
-class Registrar:
-    def __init__(self, provider: ImmutaProvider, ctx: Context) -> None:
-        self.provider = provider
+class ConnectionWorker:
+    def __init__(self, access: Access, ctx: Context) -> None:
+        self.access = access
         self.ctx = ctx
 
     # ------------------------------------------------------------------ create / update
 
-    def register(self, planned: dict) -> dict:
+    def create(self, planned: dict[str, Any]) -> ConnectionState:
         target = _target(planned)
         survey = self.survey(target, planned)
         key = planned["display_name"]
         self.ctx.check_stop()
-        with self.provider.connect(target, self.ctx) as conn:
+        with self.access.connect(target, self.ctx) as conn:
             try:
                 with store.write_transaction(conn):
                     store.insert_connection(conn, self._row(planned, survey))
                     self._write_catalog(conn, key, survey)
-                    row = store.get_connection(conn, key)
+                    row = _written(conn, key)
             except store.DuplicateConnection as dup:
                 raise _duplicate_error(key, target, dup.existing) from None
             except psycopg.errors.UniqueViolation:
@@ -64,12 +47,12 @@ class Registrar:
                 raise _duplicate_error(key, target, existing.__dict__ if existing else {}) from None
         return state_from(row)
 
-    def reregister(self, prior: dict, planned: dict) -> dict:
+    def update(self, prior: ConnectionState, planned: dict[str, Any]) -> ConnectionState:
         old, new = _target(prior), _target(planned)
         survey = self.survey(new, planned)
         key = planned["display_name"]
         self.ctx.check_stop()
-        with self.provider.connect(new, self.ctx) as conn, store.write_transaction(conn):
+        with self.access.connect(new, self.ctx) as conn, store.write_transaction(conn):
             moved = store.get_connection(conn, key) is None
             if moved:
                 store.insert_connection(conn, self._row(planned, survey))
@@ -78,7 +61,7 @@ class Registrar:
                 del values["connection_key"]
                 store.update_connection(conn, key, values)
             self._write_catalog(conn, key, survey)
-            row = store.get_connection(conn, key)
+            row = _written(conn, key)
         if moved and old != new:
             self._remove_old_registration(old, key)
         return state_from(row)
@@ -91,7 +74,7 @@ class Registrar:
     def _remove_old_registration(self, old: Target, key: str) -> None:
         try:
             with (
-                self.provider.connect(old, self.ctx) as conn,
+                self.access.connect(old, self.ctx) as conn,
                 store.write_transaction(conn, create=False),
             ):
                 store.delete_connection(conn, key)
@@ -102,15 +85,15 @@ class Registrar:
                 f"its old registration from {old.where} failed: {exc.detail or exc.summary}",
             )
 
-    def _row(self, planned: dict, survey: Survey) -> dict[str, Any]:
-        creds = self.provider.credentials()
+    def _row(self, planned: dict[str, Any], survey: Survey) -> dict[str, Any]:
+        creds = self.access.credentials()
         return {
             "connection_key": planned["display_name"],
             "hostname": planned["hostname"],
             "port": planned["port"],
             "database_name": planned["database"],
             "deployment_type": planned["deployment_type"],
-            "auth_method": self.provider.settings.auth_method,
+            "auth_method": self.access.settings.auth_method,
             "username": creds.username,
             "server_version": survey.facts.version,
             "superuser": survey.facts.superuser,
@@ -124,9 +107,9 @@ class Registrar:
             ),
         }
 
-    def survey(self, target: Target, planned: dict) -> Survey:
+    def survey(self, target: Target, planned: dict[str, Any]) -> Survey:
         """Look at the server; raise when it cannot be registered as `planned` asks."""
-        survey = self.inspect(target, filters_of(planned))
+        survey = inspect(self.access, self.ctx, target, filters_of(planned))
         facts = survey.facts
         if not facts.supported:
             raise ProviderError(
@@ -149,76 +132,8 @@ class Registrar:
             self._report_missing(planned, target, survey.missing, survey)
         return survey
 
-    def inspect(self, target: Target, filters: Filters, only: list[str] | None = None) -> Survey:
-        """Version, privileges and catalog, without judging; `only` limits the databases."""
-        with self.provider.connect(target, self.ctx) as conn:
-            facts = inspector.server_facts(conn)
-            databases = [
-                d
-                for d in inspector.databases_to_protect(conn, target.database)
-                if filters.database(d.name) and (only is None or d.name in only)
-            ]
-            foreign = inspector.user_objects_outside(conn, store.SCHEMA)
-        catalogs, unreachable, prints = self._crawl(target, [d.name for d in databases])
-        missing = MissingPrivileges(
-            facts.current_user, createrole=facts.superuser or facts.createrole
-        )
-        survey = Survey(facts, target, foreign, missing=missing, fingerprints=prints)
-        if not facts.superuser:
-            missing.databases = [d.name for d in databases if not d.connect_grantable]
-            missing.databases += [d for d in unreachable if d not in missing.databases]
-        blocked_schemas: set[tuple[str, str]] = set()
-        total = 0
-        for catalog in catalogs:
-            wanted = [o for o in catalog.objects if filters.object(o)]
-            total += len(wanted)
-            if not facts.superuser:
-                schemas = [s for s in catalog.schemas_missing_usage if filters.schema(s)]
-                missing.schemas += [(catalog.database, s) for s in schemas]
-                blocked_schemas.update((catalog.database, s) for s in schemas)
-                missing.objects += [o for o in wanted if o.missing]
-            if catalog.database in missing.databases:
-                continue
-            survey.databases.append(catalog.database)
-            survey.objects += [
-                o for o in wanted if not o.missing and (o.database, o.schema) not in blocked_schemas
-            ]
-        survey.skipped = total - len(survey.objects)
-        return survey
-
-    def _crawl(
-        self, target: Target, databases: list[str], catalog: bool = True
-    ) -> tuple[list[DatabaseCatalog], list[str], dict[str, str]]:
-        """Fingerprint (and, with `catalog`, crawl) each database: one catalog query per
-        database, databases in parallel on a bounded pool. The fingerprint is taken first,
-        so an object created during the crawl shows up as a change at the next refresh."""
-
-        def crawl(database: str) -> tuple[str, DatabaseCatalog | None | str, str | None]:
-            where = Target(target.hostname, target.port, database)
-            try:
-                with self.provider.connect(where, self.ctx) as conn:
-                    print_ = inspector.catalog_fingerprint(conn)
-                    found = inspector.crawl_database(conn, database) if catalog else None
-                    return database, found, print_
-            except ProviderError as exc:
-                text = exc.detail.lower()
-                if "does not exist" in text:
-                    return database, None, None  # dropped while we looked: nothing to register
-                if "permission denied" in text or "not permitted" in text:
-                    return database, database, None
-                raise
-
-        if not databases:
-            return [], [], {}
-        with ThreadPoolExecutor(max_workers=min(CRAWL_WORKERS, len(databases))) as pool:
-            results = list(pool.map(crawl, databases))
-        catalogs = [r for _, r, _ in results if isinstance(r, DatabaseCatalog)]
-        unreachable = [r for _, r, _ in results if isinstance(r, str)]
-        prints = {name: p for name, _, p in results if p is not None}
-        return catalogs, unreachable, prints
-
     def _report_missing(
-        self, planned: dict, target: Target, missing: MissingPrivileges, survey: Survey
+        self, planned: dict[str, Any], target: Target, missing: MissingPrivileges, survey: Survey
     ) -> None:
         lines = _clip(missing.lines())
         grants = _clip(missing.grants())
@@ -257,21 +172,19 @@ class Registrar:
 
     # ------------------------------------------------------------------ read / delete / import
 
-    def refresh(self, state: dict) -> dict | None:
+    def read(self, state: ConnectionState) -> ConnectionState | None:
         target = _target(state)
         key = state["display_name"]
         try:
-            with self.provider.connect(target, self.ctx) as conn:
+            with self.access.connect(target, self.ctx) as conn:
                 row = store.get_connection(conn, key)
                 if row is None:
                     return None
                 facts = inspector.server_facts(conn)
                 lost = [] if facts.superuser else _lost_connect(conn, row.databases)
                 stored_prints = store.fingerprints(conn, key)
-        except ProviderError as exc:
-            if f"database {target.database!r} does not exist" in exc.detail:
-                return None  # the Immuta database is gone, and the registration with it
-            raise
+        except DatabaseMissing:
+            return None  # the Immuta database is gone, and the registration with it
         self._warn_changes(key, target, row, facts, lost)
         status = SYNC_OFF
         if row.object_sync == "plan":
@@ -285,21 +198,21 @@ class Registrar:
         only databases whose fingerprint differs (or that appeared or went) are crawled.
         """
         filters = Filters.from_json(row.filters)
-        with self.provider.connect(target, self.ctx) as conn:
+        with self.access.connect(target, self.ctx) as conn:
             names = [
                 d.name
                 for d in inspector.databases_to_protect(conn, target.database)
                 if filters.database(d.name)
             ]
-        _, _, current = self._crawl(target, names, catalog=False)
+        current = crawl(self.access, self.ctx, target, names, catalog=False).fingerprints
         changed = sorted(
             {db for db, p in current.items() if stored.get(db) != p} | (set(stored) - set(current))
         )
         if not changed:
             return SYNCED
-        survey = self.inspect(target, filters, only=changed)
+        survey = inspect(self.access, self.ctx, target, filters, only=changed)
         now = {(o.database, o.schema, o.name, o.object_type) for o in survey.objects}
-        with self.provider.connect(target, self.ctx) as conn:
+        with self.access.connect(target, self.ctx) as conn:
             before = store.object_keys(conn, row.connection_key, changed)
         added, removed = sorted(now - before), sorted(before - now)
         if not added and not removed:
@@ -346,25 +259,24 @@ class Registrar:
                 "(or change on_missing_privileges) to re-verify the registration.",
             )
 
-    def unregister(self, state: dict) -> None:
+    def delete(self, state: ConnectionState) -> None:
         target = _target(state)
         try:
             with (
-                self.provider.connect(target, self.ctx) as conn,
+                self.access.connect(target, self.ctx) as conn,
                 store.write_transaction(conn, create=False),
             ):
                 store.delete_connection(conn, state["display_name"])
-        except ProviderError as exc:
-            if f"database {target.database!r} does not exist" not in exc.detail:
-                raise
+        except DatabaseMissing:
+            pass  # the Immuta database is gone, and the registration with it
 
-    def import_connection(self, import_id: str) -> dict:
+    def import_state(self, import_id: str) -> ConnectionState:
         try:
             cid = ConnectionId.parse(import_id)
         except InvalidId as exc:
             raise ProviderError("Invalid import ID", str(exc)) from None
         target = Target(cid.hostname, cid.port, cid.database)
-        with self.provider.connect(target, self.ctx) as conn:
+        with self.access.connect(target, self.ctx) as conn:
             row = store.get_connection(conn, cid.display_name)
         if row is None:
             raise ProviderError(
@@ -373,6 +285,14 @@ class Registrar:
                 "Check the display name (case matters) and the Immuta database.",
             )
         return state_from(row)
+
+
+def _written(conn: psycopg.Connection, key: str) -> store.ConnectionRow:
+    """The connection row this transaction just wrote."""
+    row = store.get_connection(conn, key)
+    if row is None:
+        raise RuntimeError(f"the connection {key!r} was written but cannot be read back")
+    return row
 
 
 def _lost_connect(conn: psycopg.Connection, databases: list[str]) -> list[str]:
@@ -386,7 +306,7 @@ def _lost_connect(conn: psycopg.Connection, databases: list[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _target(values: dict) -> Target:
+def _target(values: ConnectionState | dict[str, Any]) -> Target:
     return Target(values["hostname"], int(values["port"]), values["database"])
 
 
@@ -412,30 +332,30 @@ def _duplicate_error(key: str, target: Target, existing: dict[str, Any]) -> Prov
     )
 
 
-def filters_of(values: dict) -> Filters:
+def filters_of(values: dict[str, Any]) -> Filters:
     return Filters.from_config(values.get("include"), values.get("exclude"))
 
 
-def state_from(row: store.ConnectionRow, status: str | None = None) -> dict:
+def state_from(row: store.ConnectionRow, status: str | None = None) -> ConnectionState:
     if status is None:
         status = SYNCED if row.object_sync == "plan" else SYNC_OFF
-    return {
-        "object_sync": row.object_sync,
-        "object_sync_status": status,
-        "include": row.filters.get("include"),
-        "exclude": row.filters.get("exclude"),
-        "display_name": row.connection_key,
-        "deployment_type": row.deployment_type,
-        "hostname": row.hostname,
-        "port": row.port,
-        "database": row.database_name,
-        "on_missing_privileges": row.on_missing_privileges,
-        "id": str(ConnectionId(row.hostname, row.port, row.database_name, row.connection_key)),
-        "server_version": row.server_version,
-        "auth_method": row.auth_method,
-        "username": row.username,
-        "databases": list(row.databases),
-        "data_object_count": row.data_object_count,
-        "skipped_object_count": row.skipped_object_count,
-        "registered_at": row.registered_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    return ConnectionState(
+        object_sync=row.object_sync,
+        object_sync_status=status,
+        include=row.filters.get("include"),
+        exclude=row.filters.get("exclude"),
+        display_name=row.connection_key,
+        deployment_type=row.deployment_type,
+        hostname=row.hostname,
+        port=row.port,
+        database=row.database_name,
+        on_missing_privileges=row.on_missing_privileges,
+        id=str(ConnectionId(row.hostname, row.port, row.database_name, row.connection_key)),
+        server_version=row.server_version,
+        auth_method=row.auth_method,
+        username=row.username,
+        databases=list(row.databases),
+        data_object_count=row.data_object_count,
+        skipped_object_count=row.skipped_object_count,
+        registered_at=row.registered_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )

@@ -1,12 +1,10 @@
-"""immuta_postgres_connection: a PostgreSQL 16/17 server registered as a governed connection."""
+"""immuta_postgres_connection's declaration: attributes, validators, documentation, state."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TypedDict
 
-from ..framework.diagnostics import Diagnostics
-from ..framework.provider import Context, Resource
-from ..framework.schema import (
+from ...framework.schema import (
     Attribute,
     Block,
     Check,
@@ -16,14 +14,8 @@ from ..framework.schema import (
     Schema,
     UseStateForUnknown,
 )
-from ..framework.types import NUMBER, STRING, List
-from ..framework.values import UNKNOWN
-from . import checks, rules
-from .ids import ConnectionId
-
-if TYPE_CHECKING:
-    from .provider import ImmutaProvider
-    from .registrar import Registrar
+from ...framework.types import NUMBER, STRING, List
+from .. import rules, validators
 
 ON_MISSING_PRIVILEGES = ("error", "skip")
 OBJECT_SYNC_MODES = ("plan", "off")
@@ -86,13 +78,13 @@ CONNECTION_SCHEMA = Schema(
                 STRING,
                 "Hostname or IP address of the PostgreSQL server.",
                 required=True,
-                validators=[checks.HOSTNAME],
+                validators=[validators.HOSTNAME],
             ),
             "port": Attribute(
                 NUMBER,
                 "PostgreSQL port, 1 to 65535.",
                 default=5432,
-                validators=[checks.PORT],
+                validators=[validators.PORT],
             ),
             "database": Attribute(
                 STRING,
@@ -100,7 +92,7 @@ CONNECTION_SCHEMA = Schema(
                 "Every other database on the server is registered through it. Changing it "
                 "replaces the connection.",
                 required=True,
-                validators=[checks.DATABASE_NAME],
+                validators=[validators.DATABASE_NAME],
                 plan_modifiers=[RequiresReplace()],
             ),
             "on_missing_privileges": Attribute(
@@ -184,53 +176,34 @@ CONNECTION_SCHEMA = Schema(
 )
 
 
-class ConnectionResource(Resource):
-    type_name = "immuta_postgres_connection"
-    schema = CONNECTION_SCHEMA
-
-    def __init__(self, provider: ImmutaProvider) -> None:
-        self.provider = provider
-
-    def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
-        check_deployment_auth(planned.get("deployment_type"), self.provider, ctx.diags)
-        if prior is None:
-            planned["id"] = planned_id(planned)
-            planned["object_sync_status"] = expected_sync_status(planned)
-            return
-        sync_pending = planned.get("object_sync") == "plan" and prior.get(
-            "object_sync_status"
-        ) not in (None, SYNCED)
-        if sync_pending or any(prior.get(a) != planned.get(a) for a in REVERIFIED_ON_UPDATE):
-            # The update re-checks and re-crawls the server: its findings are not known yet.
-            for name in RECRAWLED:
-                planned[name] = UNKNOWN
-            planned["object_sync_status"] = expected_sync_status(planned)
-        if prior.get("hostname") != planned.get("hostname") or prior.get("port") != planned.get(
-            "port"
-        ):
-            planned["id"] = UNKNOWN
-
-    def _registrar(self, ctx: Context) -> Registrar:
-        from .registrar import Registrar  # psycopg stays off the plugin's startup path
-
-        return Registrar(self.provider, ctx)
-
-    def create(self, planned: dict, ctx: Context) -> dict:
-        return self._registrar(ctx).register(planned)
-
-    def read(self, state: dict, ctx: Context) -> dict | None:
-        return self._registrar(ctx).refresh(state)
-
-    def update(self, prior: dict, planned: dict, ctx: Context) -> dict:
-        return self._registrar(ctx).reregister(prior, planned)
-
-    def delete(self, state: dict, ctx: Context) -> None:
-        self._registrar(ctx).unregister(state)
-
-    def import_state(self, import_id: str, ctx: Context) -> dict:
-        return self._registrar(ctx).import_connection(import_id)
+class Filter(TypedDict):
+    databases: list[str] | None
+    schemas: list[str] | None
+    objects: list[str] | None
 
 
+class ConnectionState(TypedDict):
+    display_name: str
+    deployment_type: str
+    hostname: str
+    port: int
+    database: str
+    on_missing_privileges: str
+    object_sync: str
+    object_sync_status: str
+    include: Filter | None
+    exclude: Filter | None
+    id: str
+    server_version: str
+    auth_method: str
+    username: str
+    databases: list[str]
+    data_object_count: int
+    skipped_object_count: int
+    registered_at: str
+
+
+# Changing one of these re-checks the server and crawls it again.
 REVERIFIED_ON_UPDATE = (
     "hostname",
     "port",
@@ -240,6 +213,7 @@ REVERIFIED_ON_UPDATE = (
     "include",
     "exclude",
 )
+# What a crawl finds: unknown in a plan that crawls again.
 RECRAWLED = (
     "server_version",
     "auth_method",
@@ -248,31 +222,3 @@ RECRAWLED = (
     "data_object_count",
     "skipped_object_count",
 )
-
-
-def expected_sync_status(planned: dict) -> object:
-    """Right after a crawl the registration is in sync (or sync is off)."""
-    mode = planned.get("object_sync")
-    return UNKNOWN if mode is UNKNOWN else (SYNCED if mode == "plan" else SYNC_OFF)
-
-
-def planned_id(planned: dict) -> object:
-    parts = [planned.get(a) for a in ("hostname", "port", "database", "display_name")]
-    if any(p is UNKNOWN or p is None for p in parts):
-        return UNKNOWN
-    return str(ConnectionId(*parts))
-
-
-def check_deployment_auth(deployment: object, provider: ImmutaProvider, diags: Diagnostics) -> None:
-    """self_managed and neon servers take password authentication only."""
-    settings = provider.settings
-    if settings is None or deployment is UNKNOWN or deployment in rules.AWS_DEPLOYMENTS:
-        return
-    if settings.auth_method is not UNKNOWN and settings.auth_method != "password":
-        diags.error(
-            "Authentication method not available for this deployment type",
-            f'deployment_type = "{deployment}" allows only auth_method = "password", but the '
-            f'provider is configured with "{settings.auth_method}". Use a provider block (or '
-            "alias) with password authentication for this server.",
-            ("deployment_type",),
-        )

@@ -1,51 +1,20 @@
-"""The work behind the data sources."""
+"""The work behind immuta_postgres_data_objects: the registered objects, filtered in SQL."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ..framework.diagnostics import ProviderError
-from ..framework.provider import Context
-from . import rules, store
-from .ids import ConnectionId, InvalidId
-from .inspector import Filters
-from .pg import Target
-from .registrar import Registrar
-
-if TYPE_CHECKING:
-    from .provider import ImmutaProvider
-
-
-def preflight(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
-    port = config.get("port") or 5432
-    deployment = config.get("deployment_type") or "self_managed"
-    target = Target(config["hostname"], port, config["database"])
-    survey = Registrar(provider, ctx).inspect(target, Filters())
-    missing = survey.missing
-    method = provider.settings.auth_method
-    allowed = deployment in rules.AWS_DEPLOYMENTS or method == "password"
-    return {
-        **config,
-        "port": port,
-        "deployment_type": deployment,
-        "server_version": survey.facts.version,
-        "supported": survey.facts.supported,
-        "username": survey.facts.current_user,
-        "superuser": survey.facts.superuser,
-        "auth_method_allowed": allowed,
-        "missing_privileges": [line.removeprefix("- ") for line in missing.lines()],
-        "grant_statements": missing.grants(),
-        "databases": survey.databases,
-        "object_count": len(survey.objects),
-        "skipped_object_count": survey.skipped,
-        "dedicated": not survey.foreign,
-        "foreign_objects": survey.foreign,
-        "ready": survey.facts.supported and allowed and not missing,
-    }
+from ...framework.diagnostics import ProviderError
+from ...framework.provider import Context
+from .. import store
+from ..access import Access
+from ..ids import ConnectionId, InvalidId
+from ..pg import Target
+from .schema import DataObject, DataObjectsState
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -76,14 +45,14 @@ def glob_to_regex(pattern: str) -> str:
     return "".join(out)
 
 
-def data_objects(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
+def read(access: Access, config: dict[str, Any], ctx: Context) -> DataObjectsState:
     try:
         cid = ConnectionId.parse(config["connection_id"])
     except InvalidId as exc:
         raise ProviderError("Invalid connection_id", str(exc), ("connection_id",)) from None
     target = Target(cid.hostname, cid.port, cid.database)
-    conditions = [sql.SQL("connection_key = %s")]
-    params: list = [cid.display_name]
+    conditions: list[sql.Composable] = [sql.SQL("connection_key = %s")]
+    params: list[Any] = [cid.display_name]
     for column, name in (
         ("database_name", "database"),
         ("schema_name", "schema"),
@@ -99,7 +68,7 @@ def data_objects(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
         "SELECT database_name, schema_name, object_name, object_type FROM {}.data_objects "
         "WHERE {} ORDER BY database_name, schema_name, object_name"
     ).format(sql.Identifier(store.SCHEMA), sql.SQL(" AND ").join(conditions))
-    with provider.connect(target, ctx) as conn:
+    with access.connect(target, ctx) as conn:
         if store.get_connection(conn, cid.display_name) is None:
             raise ProviderError(
                 f"Connection {cid.display_name!r} is not registered",
@@ -122,13 +91,15 @@ def data_objects(provider: ImmutaProvider, config: dict, ctx: Context) -> dict:
             rows = cur.fetchall()
     prefix = cid.display_name + "."
     objects = [
-        {
-            "database": d,
-            "schema": s,
-            "name": n,
-            "object_type": t,
-            "full_name": f"{prefix}{d}.{s}.{n}",
-        }
+        DataObject(database=d, schema=s, name=n, object_type=t, full_name=f"{prefix}{d}.{s}.{n}")
         for d, s, n, t in rows
     ]
-    return {**config, "objects": objects, "count": len(objects)}
+    return DataObjectsState(
+        connection_id=config["connection_id"],
+        database=config.get("database"),
+        schema=config.get("schema"),
+        object_type=config.get("object_type"),
+        name_pattern=config.get("name_pattern"),
+        objects=objects,
+        count=len(objects),
+    )

@@ -6,28 +6,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ..framework.diagnostics import ProviderError
-from ..framework.provider import Context
-from ..framework.secrets import register
-from ..framework.values import UNKNOWN
-from . import arns, policies
-from .aws import NO_SUCH_ENTITY_RETRY_SECONDS, error_code
-from .pg import Target
-from .service_principal import (
-    DEFAULT_DATABASE,
-    TYPE_NAME,
-    default_policy_name,
-    external_id_checker,
-    seal_external_id,
-)
-
-if TYPE_CHECKING:
-    from .provider import ImmutaProvider
+from ...framework.diagnostics import ProviderError
+from ...framework.provider import Context
+from ...framework.secrets import register
+from ...framework.values import UNKNOWN
+from .. import arns, policies
+from ..access import Access
+from ..aws import NO_SUCH_ENTITY_RETRY_SECONDS, aws_error, error_code
+from ..errors import postgres_error
+from ..pg import Target
+from .external_id import external_id_checker, seal_external_id
+from .schema import DEFAULT_DATABASE, TYPE_NAME, ServicePrincipalState, default_policy_name
 
 RDS_IAM = "rds_iam"
 MAX_POLICY_VERSIONS = 5
@@ -80,21 +74,21 @@ def _known(value: Any) -> Any:
 
 
 class PrincipalWorker:
-    def __init__(self, provider: ImmutaProvider, ctx: Context) -> None:
-        self.provider = provider
+    def __init__(self, access: Access, ctx: Context) -> None:
+        self.access = access
         self.ctx = ctx
 
     @property
     def iam(self) -> Any:
-        return self.provider.aws().client("iam")
+        return self.access.aws().client("iam")
 
     # ------------------------------------------------------------------ inputs
 
-    def _spec(self, values: dict) -> Spec:
+    def _spec(self, values: dict[str, Any]) -> Spec:
         role = values["role_name"]
         region = _known(values.get("region"))
         if region is None:
-            settings = self.provider.settings
+            settings = self.access.settings_if_configured
             region = settings.aws.region if settings is not None else None
         if not isinstance(region, str):
             raise ProviderError(
@@ -130,33 +124,33 @@ class PrincipalWorker:
         register(value)
         return value
 
-    def _state(self, spec: Spec, role_arn: str, policy_arn: str) -> dict:
-        return {
-            "role_name": spec.role_name,
-            "path": spec.path,
-            "policy_name": spec.policy_name,
-            "region": spec.region,
-            "aws_account_id": spec.aws_account_id,
-            "db_resource_id": spec.db_resource_id,
-            "db_username": spec.db_username,
-            "immuta_account_id": spec.immuta_account_id,
-            "external_id": None,
-            "hostname": spec.hostname,
-            "port": spec.port,
-            "database": spec.database,
-            "id": spec.role_name,
-            "role_arn": role_arn,
-            "policy_arn": policy_arn,
-            "db_user_arn": spec.db_user_arn,
-            "policy_document": policies.dumps(spec.policy_document),
-            "trust_policy": policies.dumps(spec.trust_policy(policies.EXTERNAL_ID_CONFIGURED)),
-            "policy_attached": True,
-            "rds_iam_granted": True,
-        }
+    def _state(self, spec: Spec, role_arn: str, policy_arn: str) -> ServicePrincipalState:
+        return ServicePrincipalState(
+            role_name=spec.role_name,
+            path=spec.path,
+            policy_name=spec.policy_name,
+            region=spec.region,
+            aws_account_id=spec.aws_account_id,
+            db_resource_id=spec.db_resource_id,
+            db_username=spec.db_username,
+            immuta_account_id=spec.immuta_account_id,
+            external_id=None,
+            hostname=spec.hostname,
+            port=spec.port,
+            database=spec.database,
+            id=spec.role_name,
+            role_arn=role_arn,
+            policy_arn=policy_arn,
+            db_user_arn=spec.db_user_arn,
+            policy_document=policies.dumps(spec.policy_document),
+            trust_policy=policies.dumps(spec.trust_policy(policies.EXTERNAL_ID_CONFIGURED)),
+            policy_attached=True,
+            rds_iam_granted=True,
+        )
 
     # ------------------------------------------------------------------ create
 
-    def create(self, planned: dict) -> dict:
+    def create(self, planned: dict[str, Any]) -> ServicePrincipalState:
         external_id = self._external_id()
         spec = self._spec(planned)
         self._check_server(spec.target)
@@ -180,18 +174,19 @@ class PrincipalWorker:
 
     def _create_policy(self, spec: Spec) -> tuple[str, bool]:
         """(ARN, adopted): a new policy, or the leftover of a role deleted outside Terraform."""
-        document = policies.dumps(spec.policy_document)
+        text = policies.dumps(spec.policy_document)
         try:
             answer = self._retry(
                 lambda: self.iam.create_policy(
                     PolicyName=spec.policy_name,
                     Path=spec.path,
-                    PolicyDocument=document,
+                    PolicyDocument=text,
                     Description=f"rds-db:connect as {spec.db_username} for IAM role "
                     f"{spec.role_name} (Immuta service principal; managed by Terraform)",
                 )
             )
-            return answer["Policy"]["Arn"], False
+            created: str = answer["Policy"]["Arn"]
+            return created, False
         except Exception as exc:
             if error_code(exc) != "EntityAlreadyExists":
                 raise self._aws_error(
@@ -244,15 +239,16 @@ class PrincipalWorker:
                 "existing AWS account.",
                 ("role_name",),
             ) from None
-        return answer["Role"]["Arn"]
+        role_arn: str = answer["Role"]["Arn"]
+        return role_arn
 
     # ------------------------------------------------------------------ read
 
-    def read(self, state: dict) -> dict | None:
+    def read(self, state: ServicePrincipalState) -> ServicePrincipalState | None:
         role = self._get_role(state["role_name"])
         if role is None:
             return None  # deleted outside Terraform: the next plan creates it again
-        new = dict(state)
+        new = state.copy()
         new["role_arn"] = role["Arn"]
         new["path"] = role.get("Path") or state.get("path")
         new["id"] = state["role_name"]
@@ -267,12 +263,8 @@ class PrincipalWorker:
         new["policy_attached"] = bool(policy_arn) and policy_arn in self._attached(
             state["role_name"]
         )
-        if state.get("hostname"):
-            spec_target = Target(
-                state["hostname"],
-                int(state.get("port") or 5432),
-                state.get("database") or DEFAULT_DATABASE,
-            )
+        spec_target = _recorded_server(state)
+        if spec_target is not None:
             username = state.get("db_username") or state["role_name"]
             new["rds_iam_granted"] = self._is_granted(spec_target, username)
         else:
@@ -281,7 +273,9 @@ class PrincipalWorker:
 
     # ------------------------------------------------------------------ update
 
-    def update(self, prior: dict, planned: dict) -> dict:
+    def update(
+        self, prior: ServicePrincipalState, planned: dict[str, Any]
+    ) -> ServicePrincipalState:
         external_id = self._external_id()
         spec = self._spec(planned)
         self._check_server(spec.target)
@@ -303,7 +297,7 @@ class PrincipalWorker:
         self.ctx.private = seal_external_id(external_id)
         return self._state(spec, role["Arn"], policy_arn)
 
-    def _converge_policy(self, prior: dict, spec: Spec) -> str:
+    def _converge_policy(self, prior: ServicePrincipalState, spec: Spec) -> str:
         """The policy named by `spec`, existing, current and attached; returns its ARN."""
         old_arn = prior.get("policy_arn")
         renamed = prior.get("policy_name") != spec.policy_name
@@ -366,14 +360,10 @@ class PrincipalWorker:
 
     # ------------------------------------------------------------------ delete
 
-    def delete(self, state: dict) -> None:
+    def delete(self, state: ServicePrincipalState) -> None:
         role_name = state["role_name"]
-        if state.get("hostname"):
-            target = Target(
-                state["hostname"],
-                int(state.get("port") or 5432),
-                state.get("database") or DEFAULT_DATABASE,
-            )
+        target = _recorded_server(state)
+        if target is not None:
             self._revoke(target, state.get("db_username") or role_name)
         policy_arn = state.get("policy_arn")
         if policy_arn:
@@ -449,7 +439,7 @@ class PrincipalWorker:
 
     # ------------------------------------------------------------------ import
 
-    def import_role(self, role_name: str) -> dict:
+    def import_state(self, role_name: str) -> ServicePrincipalState:
         problem = arns.role_name_problem(role_name)
         if problem:
             raise ProviderError(
@@ -479,28 +469,28 @@ class PrincipalWorker:
             )
         region, account_id, resource_id, username = parsed
         policy = self.iam.get_policy(PolicyArn=arn)["Policy"]
-        return {
-            "role_name": role_name,
-            "path": role.get("Path") or "/",
-            "policy_name": policy["PolicyName"],
-            "region": region,
-            "aws_account_id": account_id,
-            "db_resource_id": resource_id,
-            "db_username": username,
-            "immuta_account_id": account,
-            "external_id": None,
-            "hostname": None,
-            "port": None,
-            "database": None,
-            "id": role_name,
-            "role_arn": role["Arn"],
-            "policy_arn": arn,
-            "db_user_arn": user_arn,
-            "policy_document": policies.dumps(document),
-            "trust_policy": policies.dumps(policies.mask_external_ids(trust, None)),
-            "policy_attached": arn in self._attached(role_name),
-            "rds_iam_granted": None,
-        }
+        return ServicePrincipalState(
+            role_name=role_name,
+            path=role.get("Path") or "/",
+            policy_name=policy["PolicyName"],
+            region=region,
+            aws_account_id=account_id,
+            db_resource_id=resource_id,
+            db_username=username,
+            immuta_account_id=account,
+            external_id=None,
+            hostname=None,  # IAM does not know the server: the first apply records it
+            port=None,
+            database=None,
+            id=role_name,
+            role_arn=role["Arn"],
+            policy_arn=arn,
+            db_user_arn=user_arn,
+            policy_document=policies.dumps(document),
+            trust_policy=policies.dumps(policies.mask_external_ids(trust, None)),
+            policy_attached=arn in self._attached(role_name),
+            rds_iam_granted=None,
+        )
 
     def _find_connect_policy(self, role: dict) -> tuple[str, Any, str]:
         """(policy ARN, document, rds-db ARN) of the role's rds-db:connect policy."""
@@ -512,12 +502,12 @@ class PrincipalWorker:
             if resources:
                 candidates.append((arn, document, resources))
         if not candidates:
-            arn = arns.policy_arn_beside(
+            beside = arns.policy_arn_beside(
                 role["Arn"], role.get("Path") or "/", f"{name}-rds-connect"
             )
-            document = self._default_document(arn) if arn else None
-            if arn and document is not None and policies.connect_resources(document):
-                candidates.append((arn, document, policies.connect_resources(document)))
+            document = self._default_document(beside) if beside else None
+            if beside and document is not None and policies.connect_resources(document):
+                candidates.append((beside, document, policies.connect_resources(document)))
         if len(candidates) != 1 or len(candidates[0][2]) != 1:
             found = ", ".join(c[0] for c in candidates) or "none"
             raise ProviderError(
@@ -531,9 +521,10 @@ class PrincipalWorker:
 
     # ------------------------------------------------------------------ IAM helpers
 
-    def _get_role(self, role_name: str) -> dict | None:
+    def _get_role(self, role_name: str) -> dict[str, Any] | None:
         try:
-            return self.iam.get_role(RoleName=role_name)["Role"]
+            role: dict[str, Any] = self.iam.get_role(RoleName=role_name)["Role"]
+            return role
         except Exception as exc:
             if error_code(exc) == "NoSuchEntity":
                 return None
@@ -549,7 +540,7 @@ class PrincipalWorker:
         if role_arn is None:
             with suppress(Exception):
                 role_arn = (
-                    self.provider.aws()
+                    self.access.aws()
                     .client("sts")
                     .get_caller_identity()["Arn"]
                     .replace(":assumed-role/", ":role/")
@@ -634,8 +625,6 @@ class PrincipalWorker:
     def _aws_error(
         self, exc: Exception, summary: str, hint: str, path: tuple | None = None
     ) -> ProviderError:
-        from .aws import aws_error
-
         if isinstance(exc, ProviderError):
             return exc
         error = aws_error(exc, summary, hint)
@@ -646,7 +635,7 @@ class PrincipalWorker:
 
     @contextmanager
     def _connection(self, target: Target) -> Iterator[psycopg.Connection]:
-        with self.provider.connect(target, self.ctx) as conn:
+        with self.access.connect(target, self.ctx) as conn:
             yield conn
 
     def _check_server(self, target: Target) -> None:
@@ -695,7 +684,7 @@ class PrincipalWorker:
                     statement = f"GRANT {RDS_IAM} TO {user.as_string(conn)}"
                     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(RDS_IAM), user))
         except psycopg.Error as exc:
-            raise _pg_error(exc, target, statement, GRANT_HINT) from None
+            raise postgres_error(exc, target, statement, GRANT_HINT) from None
         if can_login is False:
             self.ctx.diags.warning(
                 f"PostgreSQL role {username!r} cannot log in",
@@ -720,7 +709,7 @@ class PrincipalWorker:
                 )
                 still, _ = self._membership(conn, username)
         except psycopg.Error as exc:
-            raise _pg_error(exc, target, statement, GRANT_HINT) from None
+            raise postgres_error(exc, target, statement, GRANT_HINT) from None
         if still:
             self.ctx.diags.warning(
                 f"{username!r} is still a member of {RDS_IAM}",
@@ -728,6 +717,16 @@ class PrincipalWorker:
                 f"{username!r}; PostgreSQL revokes only grants made by the revoking role. Run "
                 f"REVOKE {RDS_IAM} FROM ... GRANTED BY <grantor> as that role.",
             )
+
+
+def _recorded_server(state: ServicePrincipalState) -> Target | None:
+    """Where the login role was granted rds_iam; None after an import, until the first apply."""
+    hostname = state.get("hostname")
+    if not hostname:
+        return None
+    return Target(
+        hostname, int(state.get("port") or 5432), state.get("database") or DEFAULT_DATABASE
+    )
 
 
 def _connect_only(document: Any) -> bool:
@@ -750,12 +749,3 @@ def _same_or_live(prior_text: Any, live: Any) -> str:
     if isinstance(prior_text, str) and policies.same(prior_text, live):
         return prior_text
     return policies.dumps(live)
-
-
-def _pg_error(exc: psycopg.Error, target: Target, statement: str, hint: str) -> ProviderError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    doing = f" running {statement}" if statement else ""
-    return ProviderError(
-        f"PostgreSQL refused{doing}" if statement else f"PostgreSQL error on {target.where}",
-        f"On {target.where}{doing}: {reason}\n\n{hint}",
-    )

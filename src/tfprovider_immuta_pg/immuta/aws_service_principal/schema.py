@@ -1,28 +1,10 @@
-"""immuta_aws_service_principal: the IAM role Immuta assumes, and its database login.
-
-The seed's "AWS Assumed Role" steps 1-5 as one resource: an `rds-db:connect` policy for one
-database user, an IAM role trusting Immuta's AWS account on an external ID, the attachment,
-and `GRANT rds_iam` to the PostgreSQL login role. The AWS and PostgreSQL work lives in
-`principal_worker`, imported on first use so boto3 and psycopg stay off the startup path.
-
-The external ID is write-only: Terraform never stores it. What the provider keeps, in the
-resource's private state, is a salted PBKDF2 hash of it, enough to tell at plan time
-whether the configured value changed (rotation) and at refresh whether the role's trust
-policy still holds it (drift), without being able to recover it.
-"""
+"""immuta_aws_service_principal's declaration: attributes, validators, documentation, state."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
-from ..framework.diagnostics import Diagnostics
-from ..framework.provider import Context, Resource
-from ..framework.schema import (
+from ...framework.schema import (
     Attribute,
     Block,
     Check,
@@ -30,18 +12,18 @@ from ..framework.schema import (
     Schema,
     UseStateForUnknown,
 )
-from ..framework.secrets import register
-from ..framework.types import BOOL, NUMBER, STRING
-from ..framework.values import UNKNOWN
-from . import arns, checks, policies
-
-if TYPE_CHECKING:
-    from .principal_worker import PrincipalWorker
-    from .provider import ImmutaProvider
+from ...framework.types import BOOL, NUMBER, STRING
+from ...framework.values import UNKNOWN
+from .. import arns, policies, validators
 
 TYPE_NAME = "immuta_aws_service_principal"
 DEFAULT_DATABASE = "postgres"
 POLICY_SUFFIX = "-rds-connect"
+
+
+def default_policy_name(role: Any) -> Any:
+    """`<role_name>-rds-connect`; unknown while the role name is."""
+    return f"{role}{POLICY_SUFFIX}" if isinstance(role, str) else UNKNOWN
 
 
 SERVICE_PRINCIPAL_SCHEMA = Schema(
@@ -188,20 +170,20 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                 "Endpoint of the RDS instance or Aurora cluster, where the login role is "
                 "granted `rds_iam` (with the provider's PostgreSQL credentials).",
                 required=True,
-                validators=[checks.HOSTNAME],
+                validators=[validators.HOSTNAME],
             ),
             "port": Attribute(
                 NUMBER,
                 "PostgreSQL port, 1 to 65535. Default 5432.",
                 default=5432,
-                validators=[checks.PORT],
+                validators=[validators.PORT],
             ),
             "database": Attribute(
                 STRING,
                 f'An existing database to connect to. Default "{DEFAULT_DATABASE}". Roles are '
                 "server-wide: any database will do.",
                 default=DEFAULT_DATABASE,
-                validators=[checks.DATABASE_NAME],
+                validators=[validators.DATABASE_NAME],
             ),
             "id": Attribute(
                 STRING,
@@ -253,180 +235,25 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
     )
 )
 
-# ------------------------------------------------------------------ the write-only secret
 
-PBKDF2_ITERATIONS = 100_000
-
-
-def _digest(value: str, salt: bytes, iterations: int) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", value.encode(), salt, iterations)
-
-
-def seal_external_id(value: str) -> bytes:
-    """Private state recording a salted hash of the external ID (never the value)."""
-    salt = os.urandom(16)
-    record = {
-        "salt": salt.hex(),
-        "pbkdf2_sha256": _digest(value, salt, PBKDF2_ITERATIONS).hex(),
-        "iterations": PBKDF2_ITERATIONS,
-    }
-    return json.dumps({"version": 1, "external_id": record}, separators=(",", ":")).encode()
-
-
-def external_id_checker(private: bytes) -> Callable[[str], bool] | None:
-    """A test for "is this the recorded external ID?", or None when nothing is recorded."""
-    try:
-        record = json.loads(private.decode())["external_id"]
-        salt = bytes.fromhex(record["salt"])
-        digest = bytes.fromhex(record["pbkdf2_sha256"])
-        iterations = int(record["iterations"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    cache: dict[str, bool] = {}
-
-    def check(value: str) -> bool:
-        if value not in cache:
-            cache[value] = hmac.compare_digest(_digest(value, salt, iterations), digest)
-        return cache[value]
-
-    return check
-
-
-# ------------------------------------------------------------------ the resource
-
-
-class ServicePrincipalResource(Resource):
-    type_name = TYPE_NAME
-    schema = SERVICE_PRINCIPAL_SCHEMA
-
-    def __init__(self, provider: ImmutaProvider) -> None:
-        self.provider = provider
-
-    def _worker(self, ctx: Context) -> PrincipalWorker:
-        from .principal_worker import PrincipalWorker  # boto3/psycopg off the startup path
-
-        return PrincipalWorker(self.provider, ctx)
-
-    def validate(self, config: dict, diags: Diagnostics) -> None:
-        external_id = config.get("external_id")
-        if isinstance(external_id, str):
-            register(external_id)
-
-    def modify_plan(self, prior: dict | None, planned: dict, config: dict, ctx: Context) -> None:
-        external_id = config.get("external_id")
-        if isinstance(external_id, str):
-            register(external_id)
-        role = planned.get("role_name")
-        if config.get("db_username") is None:
-            planned["db_username"] = role
-            if isinstance(role, str):
-                problem = arns.db_username_problem(role)
-                if problem:
-                    ctx.diags.error(
-                        "Role name is not a usable database username",
-                        f"db_username defaults to role_name. {problem} Set db_username.",
-                        ("db_username",),
-                    )
-        if config.get("policy_name") is None:
-            planned["policy_name"] = default_policy_name(role)
-        if config.get("region") is None:
-            planned["region"] = self._default_region(ctx.diags)
-        planned["id"] = role
-        planned["policy_attached"] = True
-        planned["rds_iam_granted"] = True
-
-        same_role = prior is not None and all(
-            prior.get(a) == planned.get(a) for a in ("role_name", "path")
-        )
-        planned["role_arn"] = prior.get("role_arn") if same_role and prior else UNKNOWN
-        planned["policy_arn"] = planned_policy_arn(prior if same_role else None, planned)
-
-        user_arn = planned_db_user_arn(planned)
-        planned["db_user_arn"] = user_arn
-        planned["policy_document"] = (
-            _keep_if_same(
-                prior, "policy_document", policies.dumps(policies.connect_policy(user_arn))
-            )
-            if isinstance(user_arn, str)
-            else UNKNOWN
-        )
-
-        planned["trust_policy"] = UNKNOWN
-        account, region = planned.get("immuta_account_id"), planned.get("region")
-        if isinstance(account, str) and isinstance(region, str):
-            wanted = policies.dumps(
-                policies.trust_policy(
-                    account, policies.EXTERNAL_ID_CONFIGURED, arns.partition(region)
-                )
-            )
-            if prior is None or not self._external_id_changed(external_id, ctx.private):
-                planned["trust_policy"] = _keep_if_same(prior, "trust_policy", wanted)
-
-    def _default_region(self, diags: Diagnostics) -> Any:
-        settings = self.provider.settings
-        region = settings.aws.region if settings is not None else None
-        if region is None:
-            diags.error(
-                "Missing region",
-                "Set region here or aws.region in the provider block (or AWS_REGION): the "
-                "rds-db ARN names the database's region.",
-                ("region",),
-            )
-        elif region is not UNKNOWN:
-            problem = arns.region_problem(region)
-            if problem:
-                diags.error(
-                    "Invalid region", f"From the provider's aws.region: {problem}", ("region",)
-                )
-        return region
-
-    @staticmethod
-    def _external_id_changed(external_id: Any, private: bytes) -> bool:
-        """True when the configured external ID is not the one last applied (or unknown)."""
-        if not isinstance(external_id, str):
-            return True
-        check = external_id_checker(private)
-        return check is None or not check(external_id)
-
-    def create(self, planned: dict, ctx: Context) -> dict:
-        return self._worker(ctx).create(planned)
-
-    def read(self, state: dict, ctx: Context) -> dict | None:
-        return self._worker(ctx).read(state)
-
-    def update(self, prior: dict, planned: dict, ctx: Context) -> dict:
-        return self._worker(ctx).update(prior, planned)
-
-    def delete(self, state: dict, ctx: Context) -> None:
-        self._worker(ctx).delete(state)
-
-    def import_state(self, import_id: str, ctx: Context) -> dict:
-        return self._worker(ctx).import_role(import_id)
-
-
-def default_policy_name(role: Any) -> Any:
-    return f"{role}{POLICY_SUFFIX}" if isinstance(role, str) else UNKNOWN
-
-
-def planned_db_user_arn(values: dict) -> Any:
-    parts = [values.get(a) for a in ("region", "aws_account_id", "db_resource_id", "db_username")]
-    if not all(isinstance(p, str) for p in parts):
-        return UNKNOWN
-    return arns.rds_db_user_arn(*parts)
-
-
-def planned_policy_arn(prior: dict | None, planned: dict) -> Any:
-    """Unchanged with the same role and policy name; else derived from the role's ARN."""
-    name = planned.get("policy_name")
-    if prior is not None and prior.get("policy_name") == name and prior.get("policy_arn"):
-        return prior["policy_arn"]
-    role_arn, path = planned.get("role_arn"), planned.get("path")
-    if isinstance(role_arn, str) and isinstance(path, str) and isinstance(name, str):
-        return arns.policy_arn_beside(role_arn, path, name) or UNKNOWN
-    return UNKNOWN
-
-
-def _keep_if_same(prior: dict | None, name: str, wanted: str) -> str:
-    """The prior text when it means the same as `wanted`: no diff from formatting alone."""
-    before = prior.get(name) if prior else None
-    return before if before is not None and policies.same(before, wanted) else wanted
+class ServicePrincipalState(TypedDict):
+    role_name: str
+    path: str
+    policy_name: str
+    region: str
+    aws_account_id: str
+    db_resource_id: str
+    db_username: str
+    immuta_account_id: str
+    external_id: None  # write-only: never in state
+    hostname: str | None  # null after an import, until the first apply
+    port: int | None
+    database: str | None
+    id: str
+    role_arn: str
+    policy_arn: str
+    db_user_arn: str
+    policy_document: str | None  # null when the policy was deleted outside Terraform
+    trust_policy: str
+    policy_attached: bool
+    rds_iam_granted: bool | None

@@ -1,0 +1,67 @@
+"""immuta_user_mapping: one Immuta user mapped to a PostgreSQL username and/or AWS principal.
+
+Plan-time rules live here; create, read, update, delete and import run in `worker.py`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...framework.diagnostics import Diagnostics
+from ...framework.provider import Context, WorkerResource
+from ...framework.values import UNKNOWN
+from ..access import Access
+from ..ids import ConnectionId, InvalidId, MappingId
+from ..mapping_rules import check_aws_allowed, validate_aws_block, validate_postgres_block
+from .schema import REVERIFY_MARK, USER_MAPPING_SCHEMA, VERIFIED, MappingState
+
+if TYPE_CHECKING:
+    from .worker import MappingWorker
+
+
+class UserMappingResource(WorkerResource[MappingState]):
+    type_name = "immuta_user_mapping"
+    schema = USER_MAPPING_SCHEMA
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    def worker(self, ctx: Context) -> MappingWorker:
+        from .worker import MappingWorker  # psycopg stays off the plugin's startup path
+
+        return MappingWorker(self.access, ctx)
+
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
+        validate_postgres_block(config.get("postgres"), diags)
+        validate_aws_block(config.get("aws"), diags)
+
+    def modify_plan(
+        self,
+        prior: MappingState | None,
+        planned: dict[str, Any],
+        config: dict[str, Any],
+        ctx: Context,
+    ) -> None:
+        if prior is None:
+            planned["id"] = planned_id(planned)
+        elif ctx.private == REVERIFY_MARK:
+            for name in VERIFIED:
+                planned[name] = UNKNOWN  # re-verify: a role or principal changed since apply
+        aws = config.get("aws")
+        connection_id = planned.get("connection_id")
+        if aws is not None and aws is not UNKNOWN and isinstance(connection_id, str):
+            deployment = self.worker(ctx).deployment_type(connection_id)
+            if deployment is not None:
+                check_aws_allowed(
+                    aws.get("user_type"), deployment, ConnectionId.parse(connection_id)
+                )
+
+
+def planned_id(planned: dict[str, Any]) -> object:
+    connection_id, user = planned.get("connection_id"), planned.get("immuta_user")
+    if not isinstance(connection_id, str) or not isinstance(user, str):
+        return UNKNOWN
+    try:
+        return str(MappingId(ConnectionId.parse(connection_id), user))
+    except InvalidId:
+        return UNKNOWN
