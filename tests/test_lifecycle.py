@@ -1,0 +1,227 @@
+"""The framework's operations (plan, apply, read, import) on plain Python values, no protobuf."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tfprovider_immuta_pg.framework import lifecycle
+from tfprovider_immuta_pg.framework.diagnostics import ERROR, Diagnostics, ProviderError
+from tfprovider_immuta_pg.framework.provider import Context, Resource
+from tfprovider_immuta_pg.framework.schema import (
+    Attribute,
+    Block,
+    RequiresReplace,
+    Schema,
+    UseStateForUnknown,
+)
+from tfprovider_immuta_pg.framework.types import STRING
+from tfprovider_immuta_pg.framework.values import UNKNOWN
+
+SCHEMA = Schema(
+    Block(
+        attributes={
+            "name": Attribute(STRING, required=True, plan_modifiers=[RequiresReplace()]),
+            "note": Attribute(STRING, optional=True),
+            "secret": Attribute(STRING, optional=True, write_only=True),
+            "id": Attribute(STRING, computed=True, plan_modifiers=[UseStateForUnknown()]),
+            "found": Attribute(STRING, computed=True),
+        }
+    ),
+    version=1,
+)
+
+
+class Recorder(Resource[dict[str, Any]]):
+    """A resource whose answers the test chooses; it records what it was asked."""
+
+    type_name = "test_thing"
+    schema = SCHEMA
+
+    def __init__(self, answer: Any = None, fail: BaseException | None = None) -> None:
+        self.answer = answer
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def _respond(self, call: str, ctx: Context) -> Any:
+        self.calls.append(call)
+        ctx.private = b"new-private"
+        if self.fail is not None:
+            raise self.fail
+        return self.answer
+
+    def modify_plan(self, prior, planned, config, ctx) -> None:
+        planned["found"] = "planned by the resource"
+        ctx.private = b"plan-private"
+
+    def create(self, planned, ctx):
+        return self._respond("create", ctx)
+
+    def update(self, prior, planned, ctx):
+        return self._respond("update", ctx)
+
+    def read(self, state, ctx):
+        return self._respond("read", ctx)
+
+    def delete(self, state, ctx) -> None:
+        self._respond("delete", ctx)
+
+    def import_state(self, import_id, ctx):
+        return self._respond(f"import {import_id}", ctx)
+
+
+PRIOR = {"name": "a", "note": "old", "secret": None, "id": "id-1", "found": "f-1"}
+
+
+class Log(list):
+    """A log function that keeps its lines: (level, message, fields)."""
+
+    def __call__(self, level: str, message: str, **fields: Any) -> None:
+        self.append((level, message, fields))
+
+
+def context(private: bytes = b"old-private", config: Any = None) -> Context:
+    return Context(private=private, config=config, log=Log())
+
+
+def errors(ctx: Context) -> list[tuple[str, str]]:
+    return [(d.summary, d.detail) for d in ctx.diags if d.severity == ERROR]
+
+
+# ------------------------------------------------------------------ plan
+
+
+def test_plan_runs_the_framework_rules_then_modify_plan() -> None:
+    config = {"name": "b", "note": "old", "secret": "s3cret", "id": None, "found": None}
+    ctx = context(config=config)
+    planned = lifecycle.plan(Recorder(), PRIOR, dict(config, id="id-1"), config, ctx)
+    assert planned.state == {
+        "name": "b",
+        "note": "old",
+        "secret": None,  # write-only: never in a plan
+        "id": UNKNOWN,  # replaced, so not kept from state
+        "found": "planned by the resource",
+    }
+    assert planned.requires_replace == [("name",)]
+    assert planned.private == b"plan-private"
+
+
+def test_a_destroy_plan_is_null_and_skips_modify_plan() -> None:
+    ctx = context()
+    planned = lifecycle.plan(Recorder(), PRIOR, None, None, ctx)
+    assert (planned.state, planned.requires_replace, planned.private) == (None, [], b"old-private")
+
+
+# ------------------------------------------------------------------ apply
+
+
+def test_apply_keeps_what_the_plan_knew_and_fills_only_the_unknowns() -> None:
+    planned = {"name": "a", "note": "new", "secret": None, "id": "id-1", "found": UNKNOWN}
+    result = {"name": "A", "note": "other", "secret": "leak", "id": "id-2", "found": "f-2"}
+    ctx = context()
+    resource = Recorder(answer=result)
+    outcome = lifecycle.apply(resource, PRIOR, planned, ctx)
+    assert resource.calls == ["update"]
+    assert outcome.state == {
+        "name": "a",
+        "note": "new",
+        "secret": None,
+        "id": "id-1",
+        "found": "f-2",
+    }
+    assert outcome.private == b"new-private"
+    assert errors(ctx) == []
+    assert [m for _, m, _ in ctx.log] == ["apply of test_thing done"]
+
+
+def test_apply_without_prior_creates() -> None:
+    planned = {"name": "a", "note": None, "secret": None, "id": UNKNOWN, "found": UNKNOWN}
+    resource = Recorder(answer={"id": "id-9", "found": "f"})
+    outcome = lifecycle.apply(resource, None, planned, context())
+    assert resource.calls == ["create"]
+    assert outcome.state["id"] == "id-9" and outcome.state["found"] == "f"
+
+
+def test_a_null_plan_deletes() -> None:
+    resource = Recorder()
+    outcome = lifecycle.apply(resource, PRIOR, None, context())
+    assert resource.calls == ["delete"]
+    assert outcome.state is None
+
+
+def test_values_left_unknown_are_an_error_and_sent_as_null() -> None:
+    planned = {"name": "a", "note": None, "secret": None, "id": UNKNOWN, "found": UNKNOWN}
+    ctx = context()
+    outcome = lifecycle.apply(Recorder(answer={"id": "id-9"}), None, planned, ctx)
+    assert outcome.state["found"] is None and outcome.state["id"] == "id-9"
+    assert errors(ctx) == [
+        (
+            "Provider left values unknown after apply",
+            "This is a bug in the provider: some computed attributes were not filled in.",
+        )
+    ]
+
+
+def test_a_refused_apply_keeps_the_prior_state_and_private_data() -> None:
+    ctx = context()
+    refusal = ProviderError("Refused", "nothing was written", ("note",))
+    outcome = lifecycle.apply(Recorder(fail=refusal), PRIOR, dict(PRIOR, note="new"), ctx)
+    assert (outcome.state, outcome.private) == (PRIOR, b"old-private")
+    assert [(d.summary, d.detail, d.path) for d in ctx.diags] == [
+        ("Refused", "nothing was written", ("note",))
+    ]
+
+
+def test_a_bug_is_a_diagnostic_and_its_traceback_only_a_debug_line() -> None:
+    ctx = context()
+    outcome = lifecycle.apply(Recorder(fail=KeyError("boom")), None, dict(PRIOR), ctx)
+    assert (outcome.state, outcome.private) == (None, b"old-private")
+    assert errors(ctx) == [
+        (
+            "Unexpected provider error during apply of test_thing",
+            "KeyError: 'boom'\n\nThis is a bug in the provider; the debug log "
+            "(TF_LOG_PROVIDER=DEBUG) has the details.",
+        )
+    ]
+    [(level, message, fields)] = ctx.log
+    assert (level, message) == ("debug", "apply of test_thing failed")
+    assert "KeyError: 'boom'" in fields["traceback"]
+
+
+# ------------------------------------------------------------------ read, import, upgrade
+
+
+def test_read_returns_the_new_state_and_private_data() -> None:
+    fresh = dict(PRIOR, note="changed outside")
+    outcome = lifecycle.read(Recorder(answer=fresh), PRIOR, context())
+    assert (outcome.state, outcome.private) == (fresh, b"new-private")
+
+
+def test_read_of_a_gone_object_is_null() -> None:
+    assert lifecycle.read(Recorder(answer=None), PRIOR, context()).state is None
+
+
+def test_a_failed_read_keeps_the_state_as_it_was() -> None:
+    ctx = context()
+    outcome = lifecycle.read(Recorder(fail=ProviderError("Unreachable")), PRIOR, ctx)
+    assert (outcome.state, outcome.private) == (PRIOR, b"old-private")
+    assert errors(ctx) == [("Unreachable", "")]
+
+
+def test_import_fills_every_attribute_the_import_left_out() -> None:
+    outcome = lifecycle.import_state(Recorder(answer={"name": "a", "id": "x"}), "x", context())
+    assert outcome.state == {"name": "a", "note": None, "secret": None, "id": "x", "found": None}
+
+
+def test_a_state_from_a_newer_schema_is_refused() -> None:
+    with pytest.raises(ProviderError, match="state was written by a newer provider"):
+        lifecycle.upgrade_state(Recorder(), 2, {}, context())
+    assert lifecycle.upgrade_state(Recorder(), 1, {"name": "a"}, context()) == {"name": "a"}
+
+
+def test_guarded_turns_failures_into_diagnostics() -> None:
+    diags = Diagnostics()
+    assert lifecycle.guarded("op", diags, lambda: 7) == 7
+    assert lifecycle.guarded("op", diags, lambda: 1 / 0) is None
+    assert [d.summary for d in diags] == ["Unexpected provider error during op"]
