@@ -203,7 +203,7 @@ def test_access_key_registers_through_rds_iam_auth(env: Env, db_user: str) -> No
         row = conn.execute("SELECT auth_method, username FROM immuta.connections").fetchone()
     assert row == ("aws_access_key", db_user)
 
-    assert env.tf.plan().returncode == 0, "refresh through the front; no changes"
+    env.tf.plan_is_empty("refresh through the front; no changes")
     env.tf.destroy()
 
 

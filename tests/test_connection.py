@@ -114,7 +114,7 @@ def test_lifecycle(terraform: Terraform, immuta_db: Database, sales_db: Database
         state_rows(immuta_db, "SELECT 1 FROM immuta.data_objects")
     )
 
-    assert terraform.plan().returncode == 0, "a plan right after apply must be empty"
+    terraform.plan_is_empty("a plan right after apply must be empty")
 
     # Drift: the registration removed outside Terraform is planned again.
     with immuta_db.connect() as conn:
@@ -123,12 +123,12 @@ def test_lifecycle(terraform: Terraform, immuta_db: Database, sales_db: Database
     assert drift.returncode == 2, drift.output
     assert "1 to add" in drift.stdout
     terraform.apply()
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
     # Import round trip.
     terraform.run("state", "rm", "immuta_postgres_connection.main")
     terraform.run("import", "-no-color", "immuta_postgres_connection.main", state["id"])
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
     assert terraform.resources()["immuta_postgres_connection.main"]["registered_at"]
 
     # In-place update of deployment_type; replacement for display_name.
@@ -182,7 +182,7 @@ def test_hostname_port_update_in_place(terraform: Terraform, immuta_db: Database
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["id"] == f"localhost:{immuta_db.port}/{immuta_db.name}/Production"
     assert state_rows(immuta_db, "SELECT hostname FROM immuta.connections") == [("localhost",)]
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
 
 def test_duplicate_display_name_from_two_configurations(tmp_path, immuta_db: Database) -> None:
@@ -215,7 +215,7 @@ def test_import_round_trip_for_awkward_names(
     resource_id = terraform.resources()["immuta_postgres_connection.main"]["id"]
     terraform.run("state", "rm", "immuta_postgres_connection.main")
     terraform.run("import", "-no-color", "immuta_postgres_connection.main", resource_id)
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
     assert terraform.resources()["immuta_postgres_connection.main"]["display_name"] == display_name
     terraform.destroy()
 
@@ -440,7 +440,7 @@ def test_skip_registers_what_can_be_governed(
     assert "2 objects skipped for missing privileges" in result.text
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["data_object_count"] == 0 and state["skipped_object_count"] == 2
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
 
 def test_lost_privileges_warn_on_refresh(

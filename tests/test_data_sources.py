@@ -142,7 +142,7 @@ output "orders" {{ value = data.immuta_postgres_data_objects.orders }}
         "object_type": "table",
         "full_name": f"Shop.{data_db.name}.public.order_lines",
     }
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
 
 def test_data_objects_unregistered_connection(terraform: Terraform, immuta_db: Database) -> None:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness import Database, PostgresServer, Terraform
-from harness.hcl_config import PROVIDER_ADDRESS, Config, Raw, hcl_literal
+from harness import Database, PostgresServer, Raw, Terraform, block, literal
+from harness.hcl_config import PROVIDER_ADDRESS, Config
 from harness.store_dump import store_dump
 from harness.terraform import REQUIRED_PROVIDERS
 from psycopg import sql
@@ -124,7 +124,7 @@ def function_call(case: Case) -> str:
     args = dict(FUNCTION_ARGS)
     args[case.attribute] = case.value
     rendered = ", ".join(
-        str(a) if isinstance(a, Raw | int) else hcl_literal(a) for a in args.values()
+        str(a) if isinstance(a, Raw | int) else literal(a) for a in args.values()
     )
     return f"provider::immuta::rds_db_user_arn({rendered})"
 
@@ -527,7 +527,7 @@ ACCEPTED_FUNCTION_CALLS = [
     ("IAM wildcards", '"us-east-1", "123456789012", "db-ABC", "*"', "db-ABC/*"),
     (
         "SQL injection",
-        f'"us-east-1", "123456789012", "db-ABC", {hcl_literal(DROP_TABLE)}',
+        f'"us-east-1", "123456789012", "db-ABC", {literal(DROP_TABLE)}',
         f"db-ABC/{DROP_TABLE}",
     ),
     ("quotes / backslashes", '"us-east-1", "123456789012", "db-ABC", "a\\"b"', 'db-ABC/a"b'),
@@ -620,7 +620,7 @@ def plan_refusals(w: Any) -> list[Late]:
         }[resource_type]
         config = Config()
         config.block(f'resource "{resource_type}" "{name}"', "", body)
-        config.raw(f"import {{\n  to = {resource_type}.{name}\n  id = {hcl_literal(import_id)}\n}}")
+        config.raw(block("import", to=Raw(f"{resource_type}.{name}"), id=import_id))
         cases.append(
             Late(category, "plan", config.text(), f"{resource_type}.{name}", names, by_id=True)
         )
@@ -1040,19 +1040,18 @@ def test_hostile_values_are_refused_or_kept_verbatim(world: World) -> None:
     assert outputs["weird_user"] == WEIRD_ROLE, "hostile username and password used verbatim"
 
     # Round trip through Read (empty plan) and through import by ID.
-    assert tf.plan().returncode == 0
+    tf.plan_is_empty()
     managed = {a: v for a, v in resources.items() if not a.startswith("data.")}
     tf.run("state", "rm", *managed)
     imports = "".join(
-        f"import {{\n  to = {address}\n  id = {hcl_literal(values['id'])}\n}}\n"
-        for address, values in managed.items()
+        block("import", to=Raw(address), id=values["id"]) for address, values in managed.items()
     )
     tf.write(imports, name="imports.tf", with_required_providers=False)
     imported = tf.apply()
     assert f"{len(managed)} imported" in imported.text, imported.output
     after = {a: v for a, v in tf.resources().items() if not a.startswith("data.")}
     assert after == managed, "import by ID gives back exactly the applied values"
-    assert tf.plan().returncode == 0
+    tf.plan_is_empty()
     for case in accepted_cases():
         outcomes[(case.category, "accepted verbatim")] += 1
 

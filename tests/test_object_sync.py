@@ -46,7 +46,7 @@ def test_object_sync_plans_added_and_dropped_objects(
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["object_sync"] == "plan" and state["object_sync_status"] == "in sync"
     count = state["data_object_count"]
-    assert terraform.plan().returncode == 0, "an unchanged server plans nothing"
+    terraform.plan_is_empty("an unchanged server plans nothing")
 
     with data_db.connect() as conn:
         conn.execute('CREATE TABLE public."New Table" (id int); CREATE VIEW public.v AS SELECT 1')
@@ -59,7 +59,7 @@ def test_object_sync_plans_added_and_dropped_objects(
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["data_object_count"] == count + 2 and state["object_sync_status"] == "in sync"
     assert (data_db.name, "public", "New Table") in registered(immuta_db)
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
     with data_db.connect() as conn:
         conn.execute("DROP TABLE public.orders")
@@ -68,7 +68,7 @@ def test_object_sync_plans_added_and_dropped_objects(
     assert "0 objects appeared, 1 disappeared since the last crawl" in plan.text
     terraform.apply()
     assert (data_db.name, "public", "orders") not in registered(immuta_db)
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
     # A new database is noticed too.
     extra = immuta_db.server.temp_database(prefix="late_")
@@ -79,7 +79,7 @@ def test_object_sync_plans_added_and_dropped_objects(
         assert plan.returncode == 2 and "1 objects appeared" in plan.text
     finally:
         extra.drop()
-    assert terraform.plan().returncode == 0, "the database went again: nothing to sync"
+    terraform.plan_is_empty("the database went again: nothing to sync")
 
     # Off: no tracking.
     terraform.write(config(immuta_db, '  object_sync = "off"'))
@@ -87,7 +87,7 @@ def test_object_sync_plans_added_and_dropped_objects(
     assert terraform.resources()["immuta_postgres_connection.main"]["object_sync_status"] == "off"
     with data_db.connect() as conn:
         conn.execute("CREATE TABLE public.untracked (id int)")
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
 
 def test_grants_alone_do_not_plan_a_sync(
@@ -97,7 +97,7 @@ def test_grants_alone_do_not_plan_a_sync(
     terraform.apply()
     with data_db.connect() as conn:
         conn.execute("GRANT SELECT ON public.orders TO PUBLIC; ANALYZE public.orders")
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
 
 def test_include_and_exclude_filters(
@@ -125,13 +125,13 @@ def test_include_and_exclude_filters(
             "schemas": None,
             "objects": None,
         }
-        assert terraform.plan().returncode == 0
+        terraform.plan_is_empty()
         # Objects outside the filters never plan a sync.
         with other.connect() as conn:
             conn.execute("CREATE TABLE public.also_out (id int)")
         with data_db.connect() as conn:
             conn.execute("CREATE TABLE public.tmp_more (id int)")
-        assert terraform.plan().returncode == 0
+        terraform.plan_is_empty()
         # Dropping the filters is an in-place update that registers everything.
         terraform.write(config(immuta_db))
         plan = terraform.plan()

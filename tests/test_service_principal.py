@@ -261,7 +261,7 @@ def test_trust_policy_drift(world: World) -> None:
     assert "attacker-chosen-id" not in drift.output
     world.tf.apply()
     assert world.trust() == seed_trust(world.external_id)
-    assert world.tf.plan().returncode == 0
+    world.tf.plan_is_empty()
 
     # Another trusted account: drift too.
     world.iam.update_assume_role_policy(
@@ -335,7 +335,7 @@ def test_role_deleted_outside_is_created_again(world: World) -> None:
     world.tf.apply()  # the policy left behind is taken over, not duplicated
     assert world.trust() == seed_trust(world.external_id)
     assert world.attached() == [world.policy_arn]
-    assert world.tf.plan().returncode == 0
+    world.tf.plan_is_empty()
 
 
 # ---------------------------------------------------------------------- updates
@@ -355,7 +355,7 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
     applied = world.tf.apply()
     assert world.trust() == seed_trust(rotated)
     assert world.iam.get_role(RoleName=world.role)["Role"]["RoleId"] == role_id, "not replaced"
-    assert world.tf.plan().returncode == 0
+    world.tf.plan_is_empty()
     assert_no_external_id(world, plan.output, applied.output, external_id=rotated)
     assert_no_external_id(world, plan.output, applied.output)
 
@@ -376,7 +376,7 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
     assert len(versions) == 5 and "v1" not in {v["VersionId"] for v in versions}
     state = world.state()
     assert state["db_user_arn"].endswith(f":dbuser:{new_id}/{world.role}")
-    assert world.tf.plan().returncode == 0
+    world.tf.plan_is_empty()
 
     # Another database user: rds_iam moves from the old login role to the new one.
     other = unique("svc_user_")
@@ -388,7 +388,7 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
         assert world.membership(other) == (True, True)
         assert world.membership() == (True, False), "old login role kept, rds_iam revoked"
         assert world.policy_document() == seed_policy(other, new_id)
-        assert world.tf.plan().returncode == 0
+        world.tf.plan_is_empty()
     finally:
         world.pg.drop_role(other)
 
@@ -442,7 +442,7 @@ def test_import_by_role_name(world: World) -> None:
         assert name in plan.output
     world.tf.apply()
     assert world.trust() == seed_trust(world.external_id)
-    assert world.tf.plan().returncode == 0
+    world.tf.plan_is_empty()
     assert_no_external_id(world, plan.output)
 
 

@@ -8,13 +8,16 @@ import uuid
 
 import pytest
 from harness import (
+    Body,
     Database,
     MotoServer,
     PostgresServer,
+    Raw,
     Terraform,
     connection_block,
-    hcl_string,
     provider_block,
+    resource,
+    step,
 )
 from psycopg import sql
 
@@ -24,36 +27,46 @@ def unique(prefix: str) -> str:
 
 
 def connection_hcl(db: Database, deployment: str = "self_managed") -> str:
-    return "\n" + connection_block(
-        db.host, db.port, db.name, deployment_type=hcl_string(deployment)
+    return connection_block(db.host, db.port, db.name, deployment_type=deployment)
+
+
+MAIN_CONNECTION_ID = Raw("immuta_postgres_connection.main.id")
+
+
+def mapping_block(
+    name: str,
+    user: str,
+    connection_id: str | Raw = MAIN_CONNECTION_ID,
+    **blocks: Body,
+) -> str:
+    return resource(
+        "immuta_user_mapping", name, connection_id=connection_id, immuta_user=user, **blocks
     )
 
 
-def mapping_block(name: str, user: str, body: str = "") -> str:
-    return f"""
-resource "immuta_user_mapping" "{name}" {{
-  connection_id = immuta_postgres_connection.main.id
-  immuta_user   = {hcl_string(user)}
-{body}
-}}
-"""
+def postgres(mode: str, username: str | None = None) -> Body:
+    return Body(mode=mode) if username is None else Body(mode=mode, username=username)
 
 
-def aws_body(user_type: str, principal: str | None = None) -> str:
-    line = f'\n    principal = "{principal}"' if principal else ""
-    return f'  aws {{\n    user_type = "{user_type}"{line}\n  }}'
+def aws(user_type: str, principal: str | None = None) -> Body:
+    return (
+        Body(user_type=user_type)
+        if principal is None
+        else Body(user_type=user_type, principal=principal)
+    )
 
 
-def aws_provider(db: Database, moto: MotoServer, **extra: str) -> str:
-    aws = {
-        "region": '"us-east-1"',
-        "access_key_id": '"testing"',
-        "secret_access_key": '"testing"',
-        "endpoint_url": hcl_string(moto.endpoint_url),
-        **extra,
-    }
-    inner = "\n".join(f"    {k} = {v}" for k, v in aws.items())
-    return provider_block(db.server)[:-2] + f"\n  aws {{\n{inner}\n  }}\n}}\n"
+def aws_provider(db: Database, moto: MotoServer, **settings: str) -> str:
+    return provider_block(
+        db.server,
+        aws=Body(
+            region="us-east-1",
+            access_key_id="testing",
+            secret_access_key="testing",
+            endpoint_url=moto.endpoint_url,
+            **settings,
+        ),
+    )
 
 
 def create_role(server: PostgresServer, name: str) -> None:
@@ -76,69 +89,67 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     alice, bob = unique("alice_"), unique("Bob_")
     create_role(server, alice)
     create_role(server, bob)
-    terraform.write(
-        provider_block(server)
-        + connection_hcl(immuta_db)
-        + mapping_block(
-            "by_name",
-            "alice@example.com",
-            f'  postgres {{\n    mode = "username"\n    username = "{alice.upper()}"\n  }}',
+
+    def config(alice_as: str) -> str:
+        return (
+            provider_block(server)
+            + connection_hcl(immuta_db)
+            + mapping_block("by_name", "alice@example.com", postgres=postgres("username", alice_as))
+            + mapping_block("fallback", bob.lower())
+            + mapping_block("none", "service-account", postgres=postgres("none"))
+            + mapping_block("missing", "nobody-here")
         )
-        + mapping_block("fallback", bob.lower())
-        + mapping_block("none", "service-account", '  postgres {\n    mode = "none"\n  }')
-        + mapping_block("missing", "nobody-here")
-    )
-    result = terraform.apply()
-    assert "PostgreSQL role 'nobody-here' not found" in result.text
-    resources = terraform.resources()
-    by_name = resources["immuta_user_mapping.by_name"]
-    assert by_name["postgres_user_found"] is True
-    assert by_name["effective_postgres_username"] == alice
-    assert by_name["postgres"] == {"mode": "username", "username": alice.upper()}
-    assert by_name["id"].endswith("/Warehouse#alice@example.com")
-    fallback = resources["immuta_user_mapping.fallback"]
-    assert fallback["effective_postgres_username"] == bob and fallback["postgres"] is None
-    none = resources["immuta_user_mapping.none"]
-    assert none["postgres_user_found"] is False and none["effective_postgres_username"] is None
-    missing = resources["immuta_user_mapping.missing"]
-    assert (
-        missing["postgres_user_found"] is False and missing["effective_postgres_username"] is None
-    )
-    assert terraform.plan().returncode == 0, "a missing role is no perpetual diff"
-    rows = {r[0]: r for r in mapping_rows(immuta_db)}
-    assert rows["alice@example.com"][1:4] == ("username", alice.upper(), alice)
-    assert rows["service-account"][1:4] == ("none", None, None)
 
-    # A change of case alone is no change.
-    terraform.write(
-        (terraform.workdir / "main.tf").read_text().replace(alice.upper(), alice.capitalize()),
-        with_required_providers=False,
-    )
-    assert terraform.plan().returncode == 0
+    with step("each mode maps as written; a missing role is a warning, not a diff"):
+        terraform.write(config(alice.upper()))
+        result = terraform.apply()
+        assert "PostgreSQL role 'nobody-here' not found" in result.text
+        resources = terraform.resources()
+        by_name = resources["immuta_user_mapping.by_name"]
+        assert by_name["postgres_user_found"] is True
+        assert by_name["effective_postgres_username"] == alice
+        assert by_name["postgres"] == {"mode": "username", "username": alice.upper()}
+        assert by_name["id"].endswith("/Warehouse#alice@example.com")
+        fallback = resources["immuta_user_mapping.fallback"]
+        assert fallback["effective_postgres_username"] == bob and fallback["postgres"] is None
+        none = resources["immuta_user_mapping.none"]
+        assert none["postgres_user_found"] is False and none["effective_postgres_username"] is None
+        missing = resources["immuta_user_mapping.missing"]
+        assert (
+            missing["postgres_user_found"] is False
+            and missing["effective_postgres_username"] is None
+        )
+        terraform.plan_is_empty("a missing role is no perpetual diff")
+        rows = {r[0]: r for r in mapping_rows(immuta_db)}
+        assert rows["alice@example.com"][1:4] == ("username", alice.upper(), alice)
+        assert rows["service-account"][1:4] == ("none", None, None)
 
-    # A role dropped since the last apply makes the next plan non-empty; apply converges.
-    server.drop_role(alice)
-    drift = terraform.plan()
-    assert drift.returncode == 2 and "1 to change" in drift.stdout
-    assert "postgres_user_found" in drift.stdout
-    terraform.apply()
-    assert terraform.resources()["immuta_user_mapping.by_name"]["postgres_user_found"] is False
-    assert terraform.plan().returncode == 0
+    with step("a change of case alone is no change"):
+        terraform.write(config(alice.capitalize()))
+        terraform.plan_is_empty()
 
-    # A role created since: the missing user is found at the next apply.
-    create_role(server, "nobody-here")
-    assert terraform.plan().returncode == 2
-    terraform.apply()
-    assert terraform.resources()["immuta_user_mapping.missing"]["postgres_user_found"] is True
+    with step("a role dropped since the last apply makes the plan non-empty; apply converges"):
+        server.drop_role(alice)
+        terraform.plan_changes("1 to change", "postgres_user_found")
+        terraform.apply()
+        assert terraform.resources()["immuta_user_mapping.by_name"]["postgres_user_found"] is False
+        terraform.plan_is_empty()
 
-    # The mapping row deleted outside Terraform is planned again.
-    with immuta_db.connect() as conn:
-        conn.execute("DELETE FROM immuta.user_mappings WHERE immuta_user = 'service-account'")
-    drift = terraform.plan()
-    assert drift.returncode == 2 and "1 to add" in drift.stdout
-    terraform.apply()
-    terraform.destroy()
-    assert mapping_rows(immuta_db) == []
+    with step("a role created since: the missing user is found at the next apply"):
+        create_role(server, "nobody-here")
+        terraform.plan_changes()
+        terraform.apply()
+        assert terraform.resources()["immuta_user_mapping.missing"]["postgres_user_found"] is True
+
+    with step("a mapping row deleted outside Terraform is planned again"):
+        with immuta_db.connect() as conn:
+            conn.execute("DELETE FROM immuta.user_mappings WHERE immuta_user = 'service-account'")
+        terraform.plan_changes("1 to add")
+        terraform.apply()
+
+    with step("destroy removes every mapping"):
+        terraform.destroyed()
+        assert mapping_rows(immuta_db) == []
     server.drop_role(bob)
     server.drop_role("nobody-here")
 
@@ -150,28 +161,19 @@ def test_roles_differing_only_by_case_need_the_exact_name(
     create_role(immuta_db.server, base)
     create_role(immuta_db.server, base.upper())
     try:
-        terraform.write(
-            provider_block(immuta_db.server)
-            + connection_hcl(immuta_db)
-            + mapping_block(
-                "m",
-                "dana",
-                f'  postgres {{\n    mode = "username"\n    username = "{base.title()}"\n  }}',
+
+        def config(username: str) -> str:
+            return (
+                provider_block(immuta_db.server)
+                + connection_hcl(immuta_db)
+                + mapping_block("m", "dana", postgres=postgres("username", username))
             )
+
+        terraform.write(config(base.title()))
+        terraform.apply_fails(
+            f"PostgreSQL username '{base.title()}' is ambiguous", base, base.upper()
         )
-        result = terraform.apply(check=False)
-        assert result.returncode == 1
-        assert f"PostgreSQL username '{base.title()}' is ambiguous" in result.text
-        assert base in result.text and base.upper() in result.text
-        terraform.write(
-            provider_block(immuta_db.server)
-            + connection_hcl(immuta_db)
-            + mapping_block(
-                "m",
-                "dana",
-                f'  postgres {{\n    mode = "username"\n    username = "{base.upper()}"\n  }}',
-            )
-        )
+        terraform.write(config(base.upper()))
         terraform.apply()
         assert (
             terraform.resources()["immuta_user_mapping.m"]["effective_postgres_username"]
@@ -184,15 +186,8 @@ def test_roles_differing_only_by_case_need_the_exact_name(
 
 def test_unregistered_connection_is_named(terraform: Terraform, immuta_db: Database) -> None:
     missing_id = f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Nowhere"
-    terraform.write(
-        provider_block(immuta_db.server)
-        + f'resource "immuta_user_mapping" "m" {{\n  connection_id = "{missing_id}"\n'
-        '  immuta_user = "alice"\n}\n'
-    )
-    result = terraform.apply(check=False)
-    assert result.returncode == 1
-    assert "Connection 'Nowhere' is not registered" in result.text
-    assert missing_id in result.text
+    terraform.write(provider_block(immuta_db.server) + mapping_block("m", "alice", missing_id))
+    terraform.apply_fails("Connection 'Nowhere' is not registered", missing_id)
     assert mapping_rows(immuta_db) == []
 
 
@@ -207,13 +202,13 @@ def test_import_round_trip(
     terraform.write(
         provider_block(immuta_db.server)
         + connection_hcl(immuta_db)
-        + mapping_block("m", user, '  postgres {\n    mode = "none"\n  }')
+        + mapping_block("m", user, postgres=postgres("none"))
     )
     terraform.apply()
     mapping_id = terraform.resources()["immuta_user_mapping.m"]["id"]
     terraform.run("state", "rm", "immuta_user_mapping.m")
     terraform.run("import", "-no-color", "immuta_user_mapping.m", mapping_id)
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
     assert terraform.resources()["immuta_user_mapping.m"]["immuta_user"] == user
 
 
@@ -225,12 +220,9 @@ def test_aws_block_refused_on_self_managed_at_plan(
     terraform.write(
         aws_provider(immuta_db, moto_server)
         + connection_hcl(immuta_db)
-        + mapping_block("m", "alice", '  aws {\n    user_type = "unset"\n  }')
+        + mapping_block("m", "alice", aws=aws("unset"))
     )
-    result = terraform.plan()
-    assert result.returncode == 1
-    assert "AWS mapping not available for this connection" in result.text
-    assert "self_managed deployment" in result.text
+    terraform.plan_fails("AWS mapping not available for this connection", "self_managed deployment")
     assert mapping_rows(immuta_db) == []
 
 
@@ -274,28 +266,19 @@ def test_aws_principals(
         DisplayName="SSO User",
         Name={"GivenName": "S", "FamilyName": "U"},
     )["UserId"]
-    provider = aws_provider(immuta_db, moto_server, identity_store_id=f'"{store_id}"')
-    config = (
-        provider
-        + connection_hcl(immuta_db, "rds")
-        + mapping_block(
-            "role",
-            "analyst",
-            f'  aws {{\n    user_type = "iam_role"\n    principal = "{role}"\n  }}',
+    provider = aws_provider(immuta_db, moto_server, identity_store_id=store_id)
+
+    def config(role_name: str = role) -> str:
+        return (
+            provider
+            + connection_hcl(immuta_db, "rds")
+            + mapping_block("role", "analyst", aws=aws("iam_role", role_name))
+            + mapping_block("user", "etl", aws=aws("iam_user", user_arn))
+            + mapping_block("sso", "sso", aws=aws("identity_center_user", idc_user))
+            + mapping_block("fallback", "plain", aws=aws("unset"))
         )
-        + mapping_block(
-            "user",
-            "etl",
-            f'  aws {{\n    user_type = "iam_user"\n    principal = "{user_arn}"\n  }}',
-        )
-        + mapping_block(
-            "sso",
-            "sso",
-            f'  aws {{\n    user_type = "identity_center_user"\n    principal = "{idc_user}"\n  }}',
-        )
-        + mapping_block("fallback", "plain", '  aws {\n    user_type = "unset"\n  }')
-    )
-    terraform.write(config)
+
+    terraform.write(config())
     terraform.apply()
     resources = terraform.resources()
     assert resources["immuta_user_mapping.role"]["aws_principal_arn"] == role_arn
@@ -305,65 +288,44 @@ def test_aws_principals(
         "user_type": "unset",
         "principal": None,
     }
-    assert terraform.plan().returncode == 0
+    terraform.plan_is_empty()
 
-    # The same role for a second Immuta user on this connection is refused, naming the holder.
-    terraform.write(
-        config
-        + mapping_block(
-            "second",
-            "someone-else",
-            f'  aws {{\n    user_type = "iam_role"\n    principal = "{role_arn}"\n  }}',
+    with step("the same role for a second Immuta user is refused, naming the holder"):
+        terraform.write(
+            config() + mapping_block("second", "someone-else", aws=aws("iam_role", role_arn))
         )
-    )
-    result = terraform.apply(check=False)
-    assert result.returncode == 1
-    assert f"IAM role '{role_arn}' is already mapped to 'analyst'" in result.text
-    terraform.write(config)
+        terraform.apply_fails(f"IAM role '{role_arn}' is already mapped to 'analyst'")
+        terraform.write(config())
 
-    # A principal deleted in IAM since the last apply: the next plan is not empty.
-    iam.delete_role(RoleName=role)
-    drift = terraform.plan()
-    assert drift.returncode == 2 and "aws_principal_arn" in drift.stdout
-    result = terraform.apply(check=False)
-    assert result.returncode == 1 and f"IAM role '{role}' does not exist" in result.text
-    # AWS names are case-sensitive.
-    make_role(iam, role)
-    terraform.write(config.replace(f'principal = "{role}"', f'principal = "{role.lower()}"'))
-    result = terraform.apply(check=False)
-    assert result.returncode == 1 and f"IAM role '{role.lower()}' does not exist" in result.text
+    with step("a principal deleted in IAM since the last apply: the next plan is not empty"):
+        iam.delete_role(RoleName=role)
+        terraform.plan_changes("aws_principal_arn")
+        terraform.apply_fails(f"IAM role '{role}' does not exist")
+
+    with step("AWS names are case-sensitive"):
+        make_role(iam, role)
+        terraform.write(config(role.lower()))
+        terraform.apply_fails(f"IAM role '{role.lower()}' does not exist")
 
 
 @pytest.mark.pg17_only
 def test_identity_center_rules(
     terraform: Terraform, immuta_db: Database, moto_server: MotoServer, pg_server: PostgresServer
 ) -> None:
-    provider = aws_provider(immuta_db, moto_server, identity_store_id='"d-1234567890"')
+    provider = aws_provider(immuta_db, moto_server, identity_store_id="d-1234567890")
     terraform.write(
         provider
         + connection_hcl(immuta_db, "aurora")
-        + mapping_block(
-            "email",
-            "sso",
-            aws_body("identity_center_user", "sso@example.com"),
-        )
+        + mapping_block("email", "sso", aws=aws("identity_center_user", "sso@example.com"))
     )
-    result = terraform.plan()
-    assert result.returncode == 1
-    assert "looks like an email address" in result.text and "User ID" in result.text
+    terraform.plan_fails("looks like an email address", "User ID")
     unknown_id = str(uuid.uuid4())
     terraform.write(
         provider
         + connection_hcl(immuta_db, "aurora")
-        + mapping_block(
-            "ghost",
-            "sso",
-            aws_body("identity_center_user", unknown_id),
-        )
+        + mapping_block("ghost", "sso", aws=aws("identity_center_user", unknown_id))
     )
-    result = terraform.apply(check=False)
-    assert result.returncode == 1
-    assert f"IAM Identity Center user '{unknown_id}' does not exist" in result.text
+    terraform.apply_fails(f"IAM Identity Center user '{unknown_id}' does not exist")
     assert [r[0] for r in mapping_rows(immuta_db)] == []
 
 
@@ -382,9 +344,7 @@ def test_concurrent_applies_map_one_role_once(
         tf = Terraform(tmp_path / f"contender{n}")
         tf.write(
             aws_provider(immuta_db, moto_server)
-            + f'resource "immuta_user_mapping" "m" {{\n  connection_id = "{connection_id}"\n'
-            f'  immuta_user = "user{n}"\n  aws {{\n    user_type = "iam_role"\n'
-            f'    principal = "{role}"\n  }}\n}}\n'
+            + mapping_block("m", f"user{n}", connection_id, aws=aws("iam_role", role))
         )
         tf.init()
         contenders.append(tf)
@@ -424,4 +384,4 @@ def test_plaintext_transport_when_terraform_disables_tls(
     assert [row[0] for row in mapping_rows(immuta_db)] == [f"user{n}@example.com" for n in range(3)]
     assert terraform.run("plan", "-detailed-exitcode", env=plaintext, check=False).returncode == 0
     terraform.run("destroy", "-auto-approve", env=plaintext)
-    assert mapping_rows(immuta_db) == []
+    assert mapping_rows(immuta_db) == [] and terraform.resources() == {}

@@ -1,20 +1,33 @@
 """Test harness: real PostgreSQL servers, a moto (AWS mock) server, the terraform CLI."""
 
+from .hcl import (
+    Body,
+    Raw,
+    block,
+    connection_block,
+    data,
+    expression,
+    literal,
+    output,
+    provider_block,
+    resource,
+)
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
 from .rds_front import Attempt, Key, RdsFront, check_token
-from .terraform import (
-    Result,
-    Terraform,
-    TerraformError,
-    connection_block,
-    hcl_string,
-    provider_block,
-    terraform_env,
-)
+from .terraform import Result, Terraform, TerraformError, step, terraform_env
 
 __all__ = [
     "AWS_ENV",
+    "Body",
+    "Raw",
+    "block",
+    "data",
+    "expression",
+    "literal",
+    "output",
+    "resource",
+    "step",
     "Attempt",
     "Key",
     "RdsFront",
@@ -28,7 +41,6 @@ __all__ = [
     "Terraform",
     "TerraformError",
     "connection_block",
-    "hcl_string",
     "provider_block",
     "terraform_env",
 ]

@@ -10,47 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .hcl import expression
+
 PROVIDER_ADDRESS = 'provider["registry.terraform.io/immuta-pg/immuta"]'
-
-
-class Raw(str):
-    """An HCL expression written as is (numbers, null, references, function calls)."""
-
-
-def hcl_literal(value: str) -> str:
-    """A quoted HCL string holding exactly `value`; anything not printable (control and
-    format characters, zero-width and bidi marks, NUL) is written as a \\u escape so the
-    file itself stays plain text."""
-    out = []
-    for char in value:
-        if char == "\\":
-            out.append("\\\\")
-        elif char == '"':
-            out.append('\\"')
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\r":
-            out.append("\\r")
-        elif char == "\t":
-            out.append("\\t")
-        elif not char.isprintable():
-            code = ord(char)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"'
-
-
-def expression(value: Any) -> str:
-    if isinstance(value, Raw):
-        return str(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if value is None:
-        return "null"
-    return hcl_literal(value)
 
 
 @dataclass

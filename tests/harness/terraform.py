@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,40 @@ class Terraform:
             "plan", "-detailed-exitcode", "-no-color", "-input=false", *args, check=check
         )
 
+    # ------------------------------------------------------------------ steps that assert
+
+    def apply_fails(self, *expected: str) -> Result:
+        """apply, expecting an error whose output holds each of `expected` (spaces folded)."""
+        result = self.apply(check=False)
+        _expect(result, 1, expected)
+        return result
+
+    def plan_is_empty(self, why: str = "") -> Result:
+        """plan, expecting no changes (exit 0)."""
+        result = self.plan()
+        _expect(result, 0, (), why)
+        return result
+
+    def plan_changes(self, *expected: str) -> Result:
+        """plan, expecting changes (exit 2) and each of `expected` in the output."""
+        result = self.plan()
+        _expect(result, 2, expected)
+        return result
+
+    def plan_fails(self, *expected: str) -> Result:
+        """plan, expecting an error whose output holds each of `expected`."""
+        result = self.plan()
+        _expect(result, 1, expected)
+        return result
+
+    def destroyed(self) -> Result:
+        """destroy, expecting success and nothing left in the state."""
+        result = self.destroy()
+        left = self.resources()
+        if left:
+            raise TerraformError(f"destroy left {sorted(left)} in the state\n{result.output}")
+        return result
+
     def plan_json(self, *args: str) -> dict[str, Any]:
         self._ensure_init()
         self.run("plan", "-out=tfplan", "-no-color", "-input=false", *args)
@@ -157,61 +193,24 @@ class Terraform:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def hcl_string(value: str) -> str:
-    """A Terraform string literal holding exactly `value`."""
-    escaped = (
-        value.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-        .replace("${", "$${")
-        .replace("%{", "%%{")
-    )
-    return f'"{escaped}"'
+
+def _expect(result: Result, code: int, expected: tuple[str, ...], why: str = "") -> None:
+    missing = [text for text in expected if " ".join(text.split()) not in result.text]
+    if result.returncode != code or missing:
+        raise TerraformError(
+            f"{' '.join(result.args)}: expected exit {code}"
+            + (f" with {missing}" if missing else "")
+            + (f" ({why})" if why else "")
+            + f", got exit {result.returncode}\n--- stdout\n{result.stdout}\n"
+            f"--- stderr\n{result.stderr}"
+        )
 
 
-def provider_block(server: Any, alias: str | None = None, **extra: str) -> str:
-    """A provider "immuta" block with `server`'s superuser password credentials.
-
-    `extra` values are HCL expressions, written as given.
-    """
-    lines = ['provider "immuta" {']
-    if alias:
-        lines.append(f"  alias    = {hcl_string(alias)}")
-    lines += [
-        f"  username = {hcl_string(server.user)}",
-        f"  password = {hcl_string(server.password)}",
-    ]
-    lines += [f"  {k} = {v}" for k, v in extra.items()]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def connection_block(
-    host: str,
-    port: int | str,
-    database: str,
-    display_name: str = "Warehouse",
-    *,
-    label: str = "main",
-    body: str = "",
-    **extra: str,
-) -> str:
-    """A `resource "immuta_postgres_connection" "<label>"` block, self_managed by default.
-
-    `extra` values are HCL expressions, written as given, and override the defaults (say,
-    `deployment_type='"rds"'`); `body` is raw HCL (nested blocks) added at the end.
-    """
-    attrs = {
-        "display_name": hcl_string(display_name),
-        "deployment_type": '"self_managed"',
-        "hostname": hcl_string(host),
-        "port": str(port),
-        "database": hcl_string(database),
-        **extra,
-    }
-    lines = [f"  {name} = {value}" for name, value in attrs.items()]
-    if body:
-        lines.append(body.rstrip("\n"))
-    return f'resource "immuta_postgres_connection" "{label}" {{\n' + "\n".join(lines) + "\n}\n"
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """A named phase of a longer test: a failure inside says which phase it was."""
+    try:
+        yield
+    except BaseException as exc:
+        exc.add_note(f"in step: {name}")
+        raise
