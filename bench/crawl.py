@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import PostgresServer, Terraform, connection_block, hcl_string, provider_block
+from harness import Body, PostgresServer, Terraform, connection_block, provider_block
 
 from bench.common import MIB, flags, terraform
 
@@ -97,10 +97,8 @@ def create_dataset(server: PostgresServer, per_database: int) -> dict[str, float
 
 
 def connection_config(server: PostgresServer, immuta_db: str, databases: list[str]) -> str:
-    patterns = ", ".join(hcl_string(d) for d in databases)
-    include = f"  include {{\n    databases = [{patterns}]\n  }}"
     return provider_block(server) + connection_block(
-        server.host, server.port, immuta_db, label="warehouse", body=include
+        server.host, server.port, immuta_db, label="warehouse", include=Body(databases=databases)
     )
 
 

@@ -28,12 +28,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness import (
+    Body,
     Database,
     PostgresServer,
+    Raw,
     Terraform,
     connection_block,
-    hcl_string,
+    literal,
     provider_block,
+    resource,
 )
 
 from bench.common import Run, flags, terraform
@@ -79,16 +82,14 @@ def mapping_config(server: PostgresServer, database: str, count: int) -> str:
     return (
         provider_block(server)
         + connection_block(server.host, server.port, database, "Bench")
-        + f"""resource "immuta_user_mapping" "m" {{
-  count         = {count}
-  connection_id = immuta_postgres_connection.main.id
-  immuta_user   = "user-${{count.index}}@example.com"
-  postgres {{
-    mode     = "username"
-    username = "role_${{count.index % {ROLES}}}"
-  }}
-}}
-"""
+        + resource(
+            "immuta_user_mapping",
+            "m",
+            count=count,
+            connection_id=Raw("immuta_postgres_connection.main.id"),
+            immuta_user=Raw('"user-${count.index}@example.com"'),  # templates stay unquoted
+            postgres=Body(mode="username", username=Raw(f'"role_${{count.index % {ROLES}}}"')),
+        )
     )
 
 
@@ -117,7 +118,7 @@ def null_workspace(root: Path, count: int, same_state_as: str | None = None) -> 
         config = NULL_CONFIG.format(count=count)
     else:
         config = SAME_STATE_CONFIG.format(
-            count=count, roles=ROLES, connection_id=hcl_string(same_state_as)
+            count=count, roles=ROLES, connection_id=literal(same_state_as)
         )
     tf = Terraform(root / f"null-{count}-{'same' if same_state_as else 'plain'}")
     tf.write(NULL_PROVIDER + config, with_required_providers=False)
@@ -192,9 +193,9 @@ def compare(
 
 def _connection_id(tf: Terraform) -> str:
     state = json.loads((Path(tf.workdir) / "terraform.tfstate").read_text())
-    for resource in state["resources"]:
-        if resource["type"] == "immuta_postgres_connection":
-            return resource["instances"][0]["attributes"]["id"]
+    for entry in state["resources"]:
+        if entry["type"] == "immuta_postgres_connection":
+            return entry["instances"][0]["attributes"]["id"]
     raise RuntimeError("no connection in the benchmark state")
 
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from harness import (
+    Body,
     Database,
     Key,
     MotoServer,
@@ -23,8 +24,8 @@ from harness import (
     RdsFront,
     Result,
     Terraform,
+    block,
     connection_block,
-    hcl_string,
 )
 from psycopg import sql
 
@@ -51,20 +52,19 @@ class Env:
 
 
 def connection_hcl(front: RdsFront, db: Database) -> str:
-    return "\n" + connection_block(
-        front.hostname, front.port, db.name, "Aurora Prod", deployment_type='"rds"'
+    return connection_block(
+        front.hostname, front.port, db.name, "Aurora Prod", deployment_type="rds"
     )
 
 
 def provider_hcl(auth_method: str, moto: MotoServer, username: str | None = None, **aws: str):
-    """A provider block; `aws` values are strings, written as HCL string literals."""
-    settings = {"region": REGION, "endpoint_url": moto.endpoint_url, **aws}
-    body = "\n".join(f"    {k} = {hcl_string(v)}" for k, v in settings.items())
-    user = f"  username = {hcl_string(username)}\n" if username else ""
-    return (
-        f'provider "immuta" {{\n  auth_method = "{auth_method}"\n{user}'
-        f"  connect_timeout = 5\n  aws {{\n{body}\n  }}\n}}\n"
-    )
+    """A provider block with AWS authentication; `aws` adds to the aws { } block."""
+    settings: dict[str, object] = {"auth_method": auth_method}
+    if username:
+        settings["username"] = username
+    settings["connect_timeout"] = 5
+    settings["aws"] = Body(region=REGION, endpoint_url=moto.endpoint_url, **aws)
+    return block("provider", "immuta", **settings)
 
 
 def access_key_provider(env: Env, user: str, **aws: str) -> str:
@@ -324,10 +324,7 @@ def test_assume_role_denied_names_the_role_not_the_external_id(
     _, arn = iam_role
     endpoint = f"http://127.0.0.1:{sts_denies.server_address[1]}"
     env.write(assumed_role_provider(env, arn, endpoint_url=endpoint))
-    result = env.tf.apply(check=False)
-    assert result.returncode == 1, result.output
-    assert f"Cannot assume role {arn}" in result.text
-    assert "AccessDenied" in result.text and "sts:ExternalId" in result.text
+    result = env.tf.apply_fails(f"Cannot assume role {arn}", "AccessDenied", "sts:ExternalId")
     assert EXTERNAL_ID not in result.output and "Traceback" not in result.output
     # AccessDenied is retried for a bounded time (a just-created role propagates in IAM).
     assert 1 <= len(sts_denies.requests) <= 12

@@ -23,7 +23,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Database, MotoServer, PostgresServer, Result, Terraform, hcl_string
+from harness import (
+    Body,
+    Database,
+    MotoServer,
+    PostgresServer,
+    Result,
+    Terraform,
+    connection_block,
+    provider_block,
+    resource,
+)
 from harness.store_dump import store_counts, store_dump
 
 ROUNDS = 20
@@ -31,29 +41,19 @@ FAST = ("-auto-approve", "-no-color", "-input=false", "-refresh=false")
 
 
 def provider(db: Database, moto: MotoServer | None = None) -> str:
-    aws = ""
-    if moto is not None:
-        aws = (
-            f'  aws {{\n    region = "us-east-1"\n    access_key_id = "testing"\n'
-            f'    secret_access_key = "testing"\n'
-            f"    endpoint_url = {hcl_string(moto.endpoint_url)}\n  }}\n"
-        )
-    return (
-        f'provider "immuta" {{\n  username = {hcl_string(db.server.user)}\n'
-        f"  password = {hcl_string(db.server.password)}\n{aws}}}\n"
+    if moto is None:
+        return provider_block(db.server)
+    aws = Body(
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        endpoint_url=moto.endpoint_url,
     )
+    return provider_block(db.server, aws=aws)
 
 
 def connection(db: Database, display_name: str, deployment: str = "self_managed") -> str:
-    return (
-        'resource "immuta_postgres_connection" "main" {\n'
-        f"  display_name    = {hcl_string(display_name)}\n"
-        f'  deployment_type = "{deployment}"\n'
-        f"  hostname        = {hcl_string(db.host)}\n"
-        f"  port            = {db.port}\n"
-        f"  database        = {hcl_string(db.name)}\n"
-        "}\n"
-    )
+    return connection_block(db.host, db.port, db.name, display_name, deployment_type=deployment)
 
 
 def race(contenders: list[Terraform]) -> list[Result]:
@@ -87,9 +87,9 @@ def state_resources(tf: Terraform) -> dict[str, dict]:
     provider once more per round)."""
     text = tf.state_file_text()
     found = {}
-    for resource in json.loads(text).get("resources", []) if text else []:
-        for instance in resource["instances"]:
-            found[f"{resource['type']}.{resource['name']}"] = instance["attributes"]
+    for entry in json.loads(text).get("resources", []) if text else []:
+        for instance in entry["instances"]:
+            found[f"{entry['type']}.{entry['name']}"] = instance["attributes"]
     return found
 
 
@@ -164,10 +164,14 @@ def test_one_iam_role_for_two_users_from_two_states(
     for n in range(2):
         tf = Terraform(tmp_path / f"c{n}")
         tf.write(
-            provider(immuta, moto_server) + 'resource "immuta_user_mapping" "m" {\n'
-            f"  connection_id = {hcl_string(connection_id)}\n"
-            f'  immuta_user   = "user{n}"\n'
-            f'  aws {{\n    user_type = "iam_role"\n    principal = "{role}"\n  }}\n}}\n'
+            provider(immuta, moto_server)
+            + resource(
+                "immuta_user_mapping",
+                "m",
+                connection_id=connection_id,
+                immuta_user=f"user{n}",
+                aws=Body(user_type="iam_role", principal=role),
+            )
         )
         tf.init()
         contenders.append(tf)

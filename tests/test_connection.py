@@ -9,13 +9,15 @@ from harness import (
     Database,
     PostgresServer,
     Terraform,
+    block,
     connection_block,
     provider_block,
+    step,
 )
 from psycopg import sql
 
 
-def connection_hcl(db: Database, display_name: str = "Production", **extra: str) -> str:
+def connection_hcl(db: Database, display_name: str = "Production", **extra: object) -> str:
     return connection_block(db.host, db.port, db.name, display_name, **extra)
 
 
@@ -24,7 +26,7 @@ def write_config(
     db: Database,
     display_name: str = "Production",
     provider: str | None = None,
-    **extra: str,
+    **extra: object,
 ) -> None:
     tf.write((provider or provider_block(db.server)) + connection_hcl(db, display_name, **extra))
 
@@ -93,74 +95,69 @@ EXPECTED_SALES = {
 
 
 def test_lifecycle(terraform: Terraform, immuta_db: Database, sales_db: Database) -> None:
-    write_config(terraform, immuta_db)
-    terraform.apply()
-    state = terraform.resources()["immuta_postgres_connection.main"]
-    assert state["id"] == f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Production"
-    assert state["server_version"].split(".")[0] == str(immuta_db.server.version)
-    assert state["auth_method"] == "password"
-    assert state["username"] == "postgres"
-    assert sales_db.name in state["databases"] and immuta_db.name not in state["databases"]
-    assert state["skipped_object_count"] == 0
-    rows = state_rows(
-        immuta_db,
-        f"SELECT schema_name, object_name, object_type FROM immuta.data_objects "
-        f"WHERE database_name = '{sales_db.name}'",
-    )
-    with sales_db.connect() as conn:
-        expected = EXPECTED_SALES if has_fdw(conn) else EXPECTED_SALES - {FOREIGN_TABLE}
-    assert set(rows) == expected
-    assert state["data_object_count"] == len(
-        state_rows(immuta_db, "SELECT 1 FROM immuta.data_objects")
-    )
+    with step("create registers every supported object of the other databases"):
+        write_config(terraform, immuta_db)
+        terraform.apply()
+        state = terraform.resources()["immuta_postgres_connection.main"]
+        assert state["id"] == f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Production"
+        assert state["server_version"].split(".")[0] == str(immuta_db.server.version)
+        assert state["auth_method"] == "password"
+        assert state["username"] == "postgres"
+        assert sales_db.name in state["databases"] and immuta_db.name not in state["databases"]
+        assert state["skipped_object_count"] == 0
+        rows = state_rows(
+            immuta_db,
+            f"SELECT schema_name, object_name, object_type FROM immuta.data_objects "
+            f"WHERE database_name = '{sales_db.name}'",
+        )
+        with sales_db.connect() as conn:
+            expected = EXPECTED_SALES if has_fdw(conn) else EXPECTED_SALES - {FOREIGN_TABLE}
+        assert set(rows) == expected
+        assert state["data_object_count"] == len(
+            state_rows(immuta_db, "SELECT 1 FROM immuta.data_objects")
+        )
+        terraform.plan_is_empty("a plan right after apply must be empty")
 
-    terraform.plan_is_empty("a plan right after apply must be empty")
+    with step("the registration removed outside Terraform is planned again"):
+        with immuta_db.connect() as conn:
+            conn.execute("DELETE FROM immuta.connections")
+        terraform.plan_changes("1 to add")
+        terraform.apply()
+        terraform.plan_is_empty()
 
-    # Drift: the registration removed outside Terraform is planned again.
-    with immuta_db.connect() as conn:
-        conn.execute("DELETE FROM immuta.connections")
-    drift = terraform.plan()
-    assert drift.returncode == 2, drift.output
-    assert "1 to add" in drift.stdout
-    terraform.apply()
-    terraform.plan_is_empty()
+    with step("import round trip"):
+        terraform.run("state", "rm", "immuta_postgres_connection.main")
+        terraform.run("import", "-no-color", "immuta_postgres_connection.main", state["id"])
+        terraform.plan_is_empty()
+        assert terraform.resources()["immuta_postgres_connection.main"]["registered_at"]
 
-    # Import round trip.
-    terraform.run("state", "rm", "immuta_postgres_connection.main")
-    terraform.run("import", "-no-color", "immuta_postgres_connection.main", state["id"])
-    terraform.plan_is_empty()
-    assert terraform.resources()["immuta_postgres_connection.main"]["registered_at"]
+    with step("deployment_type changes in place"):
+        write_config(terraform, immuta_db, deployment_type="neon")
+        plan = terraform.plan_changes("1 to change")
+        assert "forces replacement" not in plan.stdout
+        terraform.apply()
+        rows = state_rows(immuta_db, "SELECT deployment_type FROM immuta.connections")
+        assert rows == [("neon",)]
 
-    # In-place update of deployment_type; replacement for display_name.
-    write_config(terraform, immuta_db, deployment_type='"neon"')
-    plan = terraform.plan()
-    assert (
-        plan.returncode == 2
-        and "1 to change" in plan.stdout
-        and "forces replacement" not in plan.stdout
-    )
-    terraform.apply()
-    assert state_rows(immuta_db, "SELECT deployment_type FROM immuta.connections") == [("neon",)]
-    write_config(terraform, immuta_db, display_name="Renamed", deployment_type='"neon"')
-    plan = terraform.plan()
-    assert (
-        "forces replacement" in plan.stdout and "1 to add, 0 to change, 1 to destroy" in plan.stdout
-    )
-    terraform.apply()
-    assert state_rows(immuta_db, "SELECT connection_key FROM immuta.connections") == [("Renamed",)]
+    with step("display_name forces a replacement"):
+        write_config(terraform, immuta_db, display_name="Renamed", deployment_type="neon")
+        terraform.plan_changes("forces replacement", "1 to add, 0 to change, 1 to destroy")
+        terraform.apply()
+        rows = state_rows(immuta_db, "SELECT connection_key FROM immuta.connections")
+        assert rows == [("Renamed",)]
 
-    terraform.destroy()
-    assert not schema_exists(immuta_db), "destroy drops the state schema once it is empty"
+    with step("destroy drops the state schema once it is empty"):
+        terraform.destroyed()
+        assert not schema_exists(immuta_db)
 
 
 def test_postgres_15_is_refused(terraform: Terraform, pg15: PostgresServer) -> None:
     db = pg15.temp_database()
     try:
         write_config(terraform, db)
-        result = terraform.apply(check=False)
-        assert result.returncode == 1
-        assert f"PostgreSQL {pg15_version(db)} is not supported" in result.text
-        assert "registers PostgreSQL 16 and 17 only" in result.text
+        terraform.apply_fails(
+            f"PostgreSQL {pg15_version(db)} is not supported", "registers PostgreSQL 16 and 17 only"
+        )
         assert not schema_exists(db), "a refused registration writes nothing"
     finally:
         db.drop()
@@ -174,10 +171,8 @@ def pg15_version(db: Database) -> str:
 def test_hostname_port_update_in_place(terraform: Terraform, immuta_db: Database) -> None:
     write_config(terraform, immuta_db)
     terraform.apply()
-    write_config(terraform, immuta_db, hostname='"localhost"')
-    plan = terraform.plan()
-    assert plan.returncode == 2 and "1 to change" in plan.stdout
-    assert "id" in plan.stdout and "(known after apply)" in plan.stdout
+    write_config(terraform, immuta_db, hostname="localhost")
+    terraform.plan_changes("1 to change", "id", "(known after apply)")
     terraform.apply()
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["id"] == f"localhost:{immuta_db.port}/{immuta_db.name}/Production"
@@ -191,10 +186,7 @@ def test_duplicate_display_name_from_two_configurations(tmp_path, immuta_db: Dat
     first.apply()
     before = store_dump(immuta_db)
     write_config(second, immuta_db, display_name="SHARED")
-    result = second.apply(check=False)
-    assert result.returncode == 1
-    assert "A connection named 'Shared' is already registered" in result.text
-    assert "terraform import" in result.text
+    second.apply_fails("A connection named 'Shared' is already registered", "terraform import")
     assert store_dump(immuta_db) == before
     assert (
         second.state_file_text() == ""
@@ -227,13 +219,11 @@ def test_unreachable_server_is_an_error_not_a_removal(
     server = PostgresServer(17).start()
     try:
         db = server.temp_database()
-        write_config(terraform, db, provider=provider_block(server, connect_timeout="2"))
+        write_config(terraform, db, provider=provider_block(server, connect_timeout=2))
         terraform.apply()
     finally:
         server.stop()
-    result = terraform.plan()
-    assert result.returncode == 1
-    assert f"Cannot connect to PostgreSQL at {db.host}:{db.port}" in result.text
+    terraform.plan_fails(f"Cannot connect to PostgreSQL at {db.host}:{db.port}")
     assert "immuta_postgres_connection.main" in terraform.resources()
 
 
@@ -243,11 +233,9 @@ def test_refused_credentials_are_an_error_not_a_removal(
     write_config(terraform, immuta_db)
     terraform.apply()
     secret = f"wrong-{uuid.uuid4().hex}"
-    wrong = f'provider "immuta" {{\n  username = "postgres"\n  password = "{secret}"\n}}\n'
+    wrong = block("provider", "immuta", username="postgres", password=secret)
     write_config(terraform, immuta_db, provider=wrong)
-    result = terraform.plan()
-    assert result.returncode == 1
-    assert "PostgreSQL refused the credentials of user 'postgres'" in result.text
+    result = terraform.plan_fails("PostgreSQL refused the credentials of user 'postgres'")
     assert "wrong-" not in result.text
     assert "immuta_postgres_connection.main" in terraform.resources()
 
@@ -332,7 +320,7 @@ def least_privilege_setup(
 
 
 def registrar_provider(role: str) -> str:
-    return f'provider "immuta" {{\n  username = "{role}"\n  password = "{PASSWORD}"\n}}\n'
+    return block("provider", "immuta", username=role, password=PASSWORD)
 
 
 @pytest.fixture
@@ -416,8 +404,7 @@ def test_each_missing_privilege_is_reported(
         pytest.skip("the full matrix runs on PostgreSQL 17; 16 runs two of them")
     least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role, omit=omit)
     write_config(terraform, immuta_db, provider=registrar_provider(role))
-    result = terraform.apply(check=False)
-    assert result.returncode == 1
+    result = terraform.apply_fails()
     output = result.text
     assert "Missing PostgreSQL privileges to register connection 'Production'" in output
     assert " ".join(expected_line.format(db=plain_db.name, role=role).split()) in output
@@ -434,7 +421,7 @@ def test_skip_registers_what_can_be_governed(
 ) -> None:
     least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role, omit="SELECT")
     write_config(
-        terraform, immuta_db, provider=registrar_provider(role), on_missing_privileges='"skip"'
+        terraform, immuta_db, provider=registrar_provider(role), on_missing_privileges="skip"
     )
     result = terraform.apply()
     assert "2 objects skipped for missing privileges" in result.text

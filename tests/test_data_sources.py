@@ -6,26 +6,37 @@ import uuid
 
 import pytest
 from harness import (
+    Body,
     Database,
     PostgresServer,
+    Raw,
     Terraform,
+    block,
     connection_block,
-    hcl_string,
+    data,
+    output,
     provider_block,
 )
 from psycopg import sql
 
+MAIN_CONNECTION_ID = Raw("immuta_postgres_connection.main.id")
 
-def preflight_hcl(db: Database, extra: str = "") -> str:
-    return f"""
-data "immuta_postgres_preflight" "check" {{
-  hostname = {hcl_string(db.host)}
-  port     = {db.port}
-  database = {hcl_string(db.name)}
-{extra}
-}}
-output "preflight" {{ value = data.immuta_postgres_preflight.check }}
-"""
+
+def preflight_hcl(db: Database, **settings: object) -> str:
+    return data(
+        "immuta_postgres_preflight",
+        "check",
+        hostname=db.host,
+        port=db.port,
+        database=db.name,
+        **settings,
+    ) + output("preflight", Raw("data.immuta_postgres_preflight.check"))
+
+
+def data_objects_hcl(name: str, connection_id: object = MAIN_CONNECTION_ID, **filters: str) -> str:
+    return data(
+        "immuta_postgres_data_objects", name, connection_id=connection_id, **filters
+    ) + output(name, Raw(f"data.immuta_postgres_data_objects.{name}"))
 
 
 @pytest.fixture
@@ -70,15 +81,11 @@ def test_preflight_reports_what_is_missing_and_gates_with_check(
         )
     with immuta_db.connect() as conn:
         conn.execute("CREATE TABLE public.etl (id int)")
-    provider = f'provider "immuta" {{\n  username = "{role}"\n  password = "{password}"\n}}\n'
-    gate = """
-check "immuta_ready" {
-  assert {
-    condition     = data.immuta_postgres_preflight.check.ready
-    error_message = "not ready"
-  }
-}
-"""
+    provider = block("provider", "immuta", username=role, password=password)
+    condition = Raw("data.immuta_postgres_preflight.check.ready")
+    gate = block(
+        "check", "immuta_ready", **{"assert": Body(condition=condition, error_message="not ready")}
+    )
     terraform.write(provider + preflight_hcl(immuta_db) + gate)
     result = terraform.apply()
     assert "Check block assertion failed" in result.text and "not ready" in result.text
@@ -113,21 +120,14 @@ def test_data_objects_with_filters(
 ) -> None:
     connection = (
         connection_block(immuta_db.host, immuta_db.port, immuta_db.name, "Shop")
-        + f"""
-data "immuta_postgres_data_objects" "all" {{
-  connection_id = immuta_postgres_connection.main.id
-  database      = {hcl_string(data_db.name)}
-}}
-data "immuta_postgres_data_objects" "orders" {{
-  connection_id = immuta_postgres_connection.main.id
-  database      = {hcl_string(data_db.name)}
-  schema        = "public"
-  object_type   = "table"
-  name_pattern  = "order*"
-}}
-output "all" {{ value = data.immuta_postgres_data_objects.all }}
-output "orders" {{ value = data.immuta_postgres_data_objects.orders }}
-"""
+        + data_objects_hcl("all", database=data_db.name)
+        + data_objects_hcl(
+            "orders",
+            database=data_db.name,
+            schema="public",
+            object_type="table",
+            name_pattern="order*",
+        )
     )
     terraform.write(provider_block(immuta_db.server) + connection)
     terraform.apply()
@@ -147,12 +147,8 @@ output "orders" {{ value = data.immuta_postgres_data_objects.orders }}
 
 def test_data_objects_unregistered_connection(terraform: Terraform, immuta_db: Database) -> None:
     missing = f"{immuta_db.host}:{immuta_db.port}/{immuta_db.name}/Ghost"
-    terraform.write(
-        provider_block(immuta_db.server)
-        + f'data "immuta_postgres_data_objects" "x" {{\n  connection_id = "{missing}"\n}}\n'
-    )
-    result = terraform.plan()
-    assert result.returncode == 1 and "Connection 'Ghost' is not registered" in result.text
+    terraform.write(provider_block(immuta_db.server) + data_objects_hcl("x", missing))
+    terraform.plan_fails("Connection 'Ghost' is not registered")
 
 
 def test_a_data_objects_answer_larger_than_the_flow_control_windows(
@@ -172,13 +168,7 @@ def test_a_data_objects_answer_larger_than_the_flow_control_windows(
         terraform.write(
             provider_block(immuta_db.server)
             + connection_block(immuta_db.host, immuta_db.port, immuta_db.name, "Wide")
-            + f"""
-data "immuta_postgres_data_objects" "wide" {{
-  connection_id = immuta_postgres_connection.main.id
-  database      = {hcl_string(db.name)}
-}}
-output "wide" {{ value = data.immuta_postgres_data_objects.wide }}
-"""
+            + data_objects_hcl("wide", database=db.name)
         )
         terraform.apply()
         wide = terraform.outputs()["wide"]

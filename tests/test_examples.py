@@ -28,6 +28,7 @@ from harness import (
     PostgresServer,
     Terraform,
     TerraformError,
+    connection_block,
     terraform_env,
 )
 from harness.aws_example import assumed_role_setup
@@ -340,11 +341,7 @@ def _data_objects_snippet(
     immuta = f"immuta_{uuid.uuid4().hex[:8]}"
     with _doc_snippet(request, workdir), _sales_server(request, immuta, tables) as server:
         registration = Terraform(workdir.parent / "registration", env=_credentials(server))
-        registration.write(
-            f'resource "immuta_postgres_connection" "w" {{\n  display_name = "Warehouse"\n'
-            f'  deployment_type = "self_managed"\n  hostname = "{server.host}"\n'
-            f'  port = {server.port}\n  database = "{immuta}"\n}}\n'
-        )
+        registration.write(connection_block(server.host, server.port, immuta, label="w"))
         registration.apply()
         connection_id = registration.resources()["immuta_postgres_connection.w"]["id"]
         try:

@@ -37,13 +37,17 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from harness import (
+    Body,
     Database,
     PostgresServer,
+    Raw,
     Result,
     Terraform,
     connection_block,
-    hcl_string,
+    expression,
+    labelled,
     provider_block,
+    resource,
 )
 from psycopg import sql
 
@@ -201,23 +205,26 @@ def make_tables(server: PostgresServer, database: str, count: int, schema: str =
 def connection_hcl(
     server: PostgresServer | SimpleNamespace, database: str, name: str = "Warehouse"
 ) -> str:
-    return "\n" + connection_block(server.host, server.port, database, name)
+    return connection_block(server.host, server.port, database, name)
 
 
-def mappings_hcl(name: str, users: list[str], depends_on: str = "") -> str:
+def mappings_hcl(
+    name: str,
+    users: list[str],
+    depends_on: str = "",
+    connection_id: object = Raw("immuta_postgres_connection.main.id"),
+) -> str:
     """`immuta_user_mapping.<name>` for each user (for_each), mode "none"."""
-    users_hcl = ", ".join(hcl_string(u) for u in users)
-    after = f"\n  depends_on = [{depends_on}]" if depends_on else ""
-    return f"""
-resource "immuta_user_mapping" "{name}" {{
-  for_each      = toset([{users_hcl}])
-  connection_id = immuta_postgres_connection.main.id
-  immuta_user   = each.value
-  postgres {{
-    mode = "none"
-  }}{after}
-}}
-"""
+    after = {"depends_on": [Raw(depends_on)]} if depends_on else {}
+    return resource(
+        "immuta_user_mapping",
+        name,
+        for_each=Raw(f"toset({expression(users)})"),
+        connection_id=connection_id,
+        immuta_user=Raw("each.value"),
+        postgres=Body(mode="none"),
+        **after,
+    )
 
 
 def assert_converged(tf: Terraform) -> None:
@@ -384,9 +391,7 @@ def test_connection_written_but_not_recorded(server: PostgresServer, terraform: 
     before = object_rows(immuta)
     terraform.run("state", "rm", "immuta_postgres_connection.main")
 
-    result = terraform.apply(check=False)
-    assert result.returncode == 1
-    assert "A connection named 'Warehouse' is already registered" in result.text
+    result = terraform.apply_fails("A connection named 'Warehouse' is already registered")
     found = re.search(r"terraform import <address> '([^']+)'", result.text)
     assert found, result.output
     assert object_rows(immuta) == before, "the refused create changed nothing"
@@ -439,14 +444,12 @@ time.sleep(pause)
 def fault_step(name: str, command: str, depends_on: str) -> str:
     """A terraform_data resource whose local-exec provisioner runs `command` once every
     resource in `depends_on` is done and before anything that depends on it starts."""
-    return f"""
-resource "terraform_data" "{name}" {{
-  depends_on = [{depends_on}]
-  provisioner "local-exec" {{
-    command = {hcl_string(command)}
-  }}
-}}
-"""
+    return resource(
+        "terraform_data",
+        name,
+        depends_on=[Raw(depends_on)],
+        **{labelled("provisioner", "local-exec"): Body(command=command)},
+    )
 
 
 def dropping_config(
@@ -709,7 +712,7 @@ def proxy(link: Link, ns_server: PostgresServer) -> Iterator[DelayProxy]:
 def proxied_config(link: Link, server: PostgresServer, proxy: DelayProxy) -> str:
     """Provider (connect_timeout = 2) and connection, through the proxy."""
     assert proxy.port is not None
-    return provider_block(server, connect_timeout="2") + connection_hcl(
+    return provider_block(server, connect_timeout=2) + connection_hcl(
         SimpleNamespace(host=link.ns_ip, port=proxy.port), "immuta"
     )
 
@@ -859,10 +862,7 @@ def test_partition_fails_the_other_reads_at_once(
     # The same mappings with the connection id written out: no dependency on the connection,
     # so Terraform refreshes all ten resources at once.
     connection_id = f"{link.ns_ip}:{proxy.port}/immuta/Warehouse"
-    literal = mappings_hcl("m", users).replace(
-        "immuta_postgres_connection.main.id", hcl_string(connection_id)
-    )
-    terraform.write(config + literal)
+    terraform.write(config + mappings_hcl("m", users, connection_id=connection_id))
     terraform.plan_is_empty()
 
     link.partition()

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from harness import Terraform, hcl_string
+from harness import Raw, Terraform, expression, output
 
 from tfprovider_immuta_pg.framework.provider import FunctionError
 from tfprovider_immuta_pg.immuta.functions import RdsDbUserArn
@@ -15,27 +15,16 @@ GOOD = ("us-east-1", "123456789012", "db-ABCDEFGHIJKLMNOPQRSTUVWXY1", "immuta_sv
 PARAMETERS = ("region", "account_id", "db_resource_id", "db_username")
 
 
-def call_hcl(*args: str) -> str:
-    return "provider::immuta::rds_db_user_arn(" + ", ".join(args) + ")"
-
-
-def literal(*args: str) -> str:
-    return call_hcl(*(hcl_string(a) for a in args))
+def call(*args: object) -> Raw:
+    """The function call as an HCL expression; strings are quoted, Raw and numbers are not."""
+    return Raw("provider::immuta::rds_db_user_arn(" + ", ".join(map(expression, args)) + ")")
 
 
 def test_outputs_the_arn(terraform: Terraform) -> None:
     terraform.write(
-        f"""
-output "arn" {{
-  value = {literal(*GOOD)}
-}}
-output "cluster_in_china" {{
-  value = {call_hcl('"cn-north-1"', "123456789012", '"cluster-ABC123"', '"*"')}
-}}
-output "gov" {{
-  value = {literal("us-gov-west-1", "000011112222", "db-X1", "App User@corp")}
-}}
-"""
+        output("arn", call(*GOOD))
+        + output("cluster_in_china", call("cn-north-1", 123456789012, "cluster-ABC123", "*"))
+        + output("gov", call("us-gov-west-1", "000011112222", "db-X1", "App User@corp"))
     )
     terraform.apply()
     outputs = terraform.outputs()
@@ -64,13 +53,10 @@ def test_each_bad_argument_names_its_parameter(terraform: Terraform) -> None:
     for index, name in enumerate(PARAMETERS):
         args = list(GOOD)
         args[index] = BAD[name][0]
-        outputs.append(f'output "bad_{name}" {{\n  value = {literal(*args)}\n}}\n')
-    outputs.append(
-        f'output "null_region" {{\n  value = {call_hcl("null", *map(hcl_string, GOOD[1:]))}\n}}\n'
-    )
+        outputs.append(output(f"bad_{name}", call(*args)))
+    outputs.append(output("null_region", call(None, *GOOD[1:])))
     terraform.write("".join(outputs))
-    result = terraform.plan()
-    assert result.returncode == 1
+    result = terraform.plan_fails()
     blocks = {}
     for block in result.output.split("Error: ")[1:]:
         found = re.search(r'in output "(\w+)"', block)
@@ -90,12 +76,12 @@ def test_each_bad_argument_names_its_parameter(terraform: Terraform) -> None:
 def test_console(terraform: Terraform) -> None:
     terraform.write("")
     terraform.init()
-    expression = literal("eu-central-1", "111122223333", "cluster-ZZZ9", "reader") + "\n"
+    typed = call("eu-central-1", "111122223333", "cluster-ZZZ9", "reader") + "\n"
     completed = subprocess.run(
         ["terraform", "console", "-no-color"],
         cwd=terraform.workdir,
         env=terraform.env,
-        input=expression,
+        input=typed,
         capture_output=True,
         text=True,
         timeout=120,

@@ -123,9 +123,7 @@ def function_call(case: Case) -> str:
         return f"provider::immuta::rds_db_user_arn({override})"
     args = dict(FUNCTION_ARGS)
     args[case.attribute] = case.value
-    rendered = ", ".join(
-        str(a) if isinstance(a, Raw | int) else literal(a) for a in args.values()
-    )
+    rendered = ", ".join(str(a) if isinstance(a, Raw | int) else literal(a) for a in args.values())
     return f"provider::immuta::rds_db_user_arn({rendered})"
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 from harness import (
+    Body,
     Database,
     PostgresServer,
     Terraform,
     connection_block,
-    hcl_string,
     provider_block,
 )
 
 
-def config(db: Database, extra: str = "") -> str:
+def config(db: Database, **settings: object) -> str:
     return provider_block(db.server) + connection_block(
-        db.host, db.port, db.name, "Synced", body=extra
+        db.host, db.port, db.name, "Synced", **settings
     )
 
 
@@ -50,11 +50,12 @@ def test_object_sync_plans_added_and_dropped_objects(
 
     with data_db.connect() as conn:
         conn.execute('CREATE TABLE public."New Table" (id int); CREATE VIEW public.v AS SELECT 1')
-    plan = terraform.plan()
-    assert plan.returncode == 2
-    assert "2 objects appeared, 0 disappeared since the last crawl" in plan.text
-    assert f"+ {data_db.name}.public.New Table" in plan.text
-    assert '-> "in sync"' in plan.text and "1 to change" in plan.text
+    terraform.plan_changes(
+        "2 objects appeared, 0 disappeared since the last crawl",
+        f"+ {data_db.name}.public.New Table",
+        '-> "in sync"',
+        "1 to change",
+    )
     terraform.apply()
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["data_object_count"] == count + 2 and state["object_sync_status"] == "in sync"
@@ -63,9 +64,7 @@ def test_object_sync_plans_added_and_dropped_objects(
 
     with data_db.connect() as conn:
         conn.execute("DROP TABLE public.orders")
-    plan = terraform.plan()
-    assert plan.returncode == 2
-    assert "0 objects appeared, 1 disappeared since the last crawl" in plan.text
+    terraform.plan_changes("0 objects appeared, 1 disappeared since the last crawl")
     terraform.apply()
     assert (data_db.name, "public", "orders") not in registered(immuta_db)
     terraform.plan_is_empty()
@@ -75,14 +74,13 @@ def test_object_sync_plans_added_and_dropped_objects(
     try:
         with extra.connect() as conn:
             conn.execute("CREATE TABLE public.late (id int)")
-        plan = terraform.plan()
-        assert plan.returncode == 2 and "1 objects appeared" in plan.text
+        terraform.plan_changes("1 objects appeared")
     finally:
         extra.drop()
     terraform.plan_is_empty("the database went again: nothing to sync")
 
     # Off: no tracking.
-    terraform.write(config(immuta_db, '  object_sync = "off"'))
+    terraform.write(config(immuta_db, object_sync="off"))
     terraform.apply()
     assert terraform.resources()["immuta_postgres_connection.main"]["object_sync_status"] == "off"
     with data_db.connect() as conn:
@@ -107,15 +105,11 @@ def test_include_and_exclude_filters(
     try:
         with other.connect() as conn:
             conn.execute("CREATE TABLE public.kept_out (id int)")
-        filters = f"""
-  include {{
-    databases = [{hcl_string(data_db.name[:8] + "*")}]
-  }}
-  exclude {{
-    objects = ["tmp_*"]
-  }}
-"""
-        terraform.write(config(immuta_db, filters))
+        filters = {
+            "include": Body(databases=[data_db.name[:8] + "*"]),
+            "exclude": Body(objects=["tmp_*"]),
+        }
+        terraform.write(config(immuta_db, **filters))
         terraform.apply()
         assert registered(immuta_db) == {(data_db.name, "public", "orders")}
         state = terraform.resources()["immuta_postgres_connection.main"]
@@ -134,8 +128,7 @@ def test_include_and_exclude_filters(
         terraform.plan_is_empty()
         # Dropping the filters is an in-place update that registers everything.
         terraform.write(config(immuta_db))
-        plan = terraform.plan()
-        assert plan.returncode == 2 and "1 to change" in plan.stdout
+        terraform.plan_changes("1 to change")
         terraform.apply()
         assert (other.name, "public", "kept_out") in registered(immuta_db)
         assert (data_db.name, "public", "tmp_more") in registered(immuta_db)

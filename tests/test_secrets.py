@@ -24,14 +24,24 @@ import base64
 import json
 import re
 import shutil
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import Database, Key, MotoServer, PostgresServer, Result, Terraform, hcl_string
+from harness import (
+    Body,
+    Database,
+    Key,
+    MotoServer,
+    PostgresServer,
+    Raw,
+    Result,
+    Terraform,
+    block,
+    resource,
+)
 from harness.aws_example import (
     SECRET_ACCESS_KEY as ADMIN_SECRET_ACCESS_KEY,
 )
@@ -126,28 +136,26 @@ def password_config(
     db: Database, literal_user: str, literal_pw: str, env_user: str, extra: bool = False
 ) -> str:
     def resources(name: str, provider: str) -> str:
-        return textwrap.dedent(
-            f"""
-            resource "immuta_postgres_connection" "{name}" {{
-              provider        = {provider}
-              display_name    = "Secret {name}"
-              deployment_type = "self_managed"
-              hostname        = {hcl_string(db.host)}
-              port            = {db.port}
-              database        = {hcl_string(db.name)}
-            }}
-            resource "immuta_user_mapping" "{name}" {{
-              provider      = {provider}
-              connection_id = immuta_postgres_connection.{name}.id
-              immuta_user   = "alice@example.com"
-            }}
-            """
+        return resource(
+            "immuta_postgres_connection",
+            name,
+            provider=Raw(provider),
+            display_name=f"Secret {name}",
+            deployment_type="self_managed",
+            hostname=db.host,
+            port=db.port,
+            database=db.name,
+        ) + resource(
+            "immuta_user_mapping",
+            name,
+            provider=Raw(provider),
+            connection_id=Raw(f"immuta_postgres_connection.{name}.id"),
+            immuta_user="alice@example.com",
         )
 
     return (
-        f'provider "immuta" {{\n  alias    = "literal"\n  username = {hcl_string(literal_user)}\n'
-        f"  password = {hcl_string(literal_pw)}\n}}\n"
-        f'provider "immuta" {{\n  username = {hcl_string(env_user)}\n}}\n'  # PGPASSWORD
+        block("provider", "immuta", alias="literal", username=literal_user, password=literal_pw)
+        + block("provider", "immuta", username=env_user)  # the password from PGPASSWORD
         + resources("literal", "immuta.literal")
         + resources("env", "immuta")
         + (
@@ -210,30 +218,28 @@ def test_passwords_never_leak(pg17: PostgresServer, immuta: Database, tmp_path: 
 def keys_config(session_user: str, akid: str, secret: str, token: str) -> str:
     """A second provider, aws_access_key with temporary keys (a session token), and a second
     connection through the RDS front."""
-    return textwrap.dedent(
-        f"""
-        provider "immuta" {{
-          alias       = "keys"
-          auth_method = "aws_access_key"
-          username    = {hcl_string(session_user)}
-          aws {{
-            region            = var.aws_region
-            access_key_id     = {hcl_string(akid)}
-            secret_access_key = {hcl_string(secret)}
-            session_token     = {hcl_string(token)}
-            endpoint_url      = var.aws_endpoint_url
-          }}
-        }}
-
-        resource "immuta_postgres_connection" "keys" {{
-          provider        = immuta.keys
-          display_name    = "Secret keys"
-          deployment_type = "aurora"
-          hostname        = var.iam_host
-          port            = var.iam_port
-          database        = var.immuta_database
-        }}
-        """
+    return block(
+        "provider",
+        "immuta",
+        alias="keys",
+        auth_method="aws_access_key",
+        username=session_user,
+        aws=Body(
+            region=Raw("var.aws_region"),
+            access_key_id=akid,
+            secret_access_key=secret,
+            session_token=token,
+            endpoint_url=Raw("var.aws_endpoint_url"),
+        ),
+    ) + resource(
+        "immuta_postgres_connection",
+        "keys",
+        provider=Raw("immuta.keys"),
+        display_name="Secret keys",
+        deployment_type="aurora",
+        hostname=Raw("var.iam_host"),
+        port=Raw("var.iam_port"),
+        database=Raw("var.immuta_database"),
     )
 
 

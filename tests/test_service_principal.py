@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import MotoServer, PostgresServer, Terraform, hcl_string, provider_block
+from harness import Body, MotoServer, PostgresServer, Terraform, provider_block, resource
 from harness.aws_example import (
     ACCOUNT,
     IMMUTA_ACCOUNT,
@@ -39,8 +39,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-def seed_trust(external_id: str, account: str = IMMUTA_ACCOUNT) -> dict:
-    """The seed's step 4 trust policy, verbatim."""
+def documented_trust(external_id: str, account: str = IMMUTA_ACCOUNT) -> dict:
+    """The trust policy of step 4 of Immuta's "AWS Assumed Role" setup, verbatim."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -55,8 +55,8 @@ def seed_trust(external_id: str, account: str = IMMUTA_ACCOUNT) -> dict:
     }
 
 
-def seed_policy(user: str, resource_id: str = RESOURCE_ID) -> dict:
-    """The seed's step 1 policy, verbatim."""
+def documented_policy(user: str, resource_id: str = RESOURCE_ID) -> dict:
+    """The rds-db:connect policy of step 1 of Immuta's "AWS Assumed Role" setup, verbatim."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -86,28 +86,29 @@ class World:
         return f"arn:aws:iam::{ACCOUNT}:policy/{self.role}-rds-connect"
 
     def provider(self) -> str:
-        aws = {
-            "region": hcl_string(REGION),
-            "access_key_id": '"testing"',
-            "secret_access_key": '"testing"',
-            "endpoint_url": hcl_string(self.moto.endpoint_url),
-        }
-        inner = "\n".join(f"    {k} = {v}" for k, v in aws.items())
-        return provider_block(self.pg)[:-2] + f"\n  aws {{\n{inner}\n  }}\n}}\n"
+        return provider_block(
+            self.pg,
+            aws=Body(
+                region=REGION,
+                access_key_id="testing",
+                secret_access_key="testing",
+                endpoint_url=self.moto.endpoint_url,
+            ),
+        )
 
     def resource(self, external_id: str | None = None, **extra: str) -> str:
-        values = {
-            "role_name": hcl_string(self.role),
-            "aws_account_id": hcl_string(ACCOUNT),
-            "db_resource_id": hcl_string(RESOURCE_ID),
-            "immuta_account_id": hcl_string(IMMUTA_ACCOUNT),
-            "external_id": hcl_string(external_id or self.external_id),
-            "hostname": hcl_string(self.pg.host),
-            "port": str(self.pg.port),
+        return resource(
+            "immuta_aws_service_principal",
+            "svc",
+            role_name=self.role,
+            aws_account_id=ACCOUNT,
+            db_resource_id=RESOURCE_ID,
+            immuta_account_id=IMMUTA_ACCOUNT,
+            external_id=external_id or self.external_id,
+            hostname=self.pg.host,
+            port=self.pg.port,
             **extra,
-        }
-        body = "\n".join(f"  {k} = {v}" for k, v in values.items())
-        return f'resource "immuta_aws_service_principal" "svc" {{\n{body}\n}}\n'
+        )
 
     def write(self, external_id: str | None = None, **extra: str) -> None:
         self.tf.write(self.provider() + self.resource(external_id, **extra))
@@ -174,7 +175,7 @@ def assert_no_external_id(world: World, *outputs: str, external_id: str | None =
 # ---------------------------------------------------------------------- create
 
 
-def test_create_matches_the_seed_and_plans_clean(world: World) -> None:
+def test_create_matches_the_documented_setup_and_plans_clean(world: World) -> None:
     world.write()
     applied = world.tf.apply()
     state = world.state()
@@ -188,18 +189,17 @@ def test_create_matches_the_seed_and_plans_clean(world: World) -> None:
     assert state["db_user_arn"] == user_arn
     assert state["external_id"] is None
     assert state["policy_attached"] is True and state["rds_iam_granted"] is True
-    assert json.loads(state["policy_document"]) == seed_policy(world.role)
-    assert json.loads(state["trust_policy"]) == seed_trust(policies.EXTERNAL_ID_CONFIGURED)
+    assert json.loads(state["policy_document"]) == documented_policy(world.role)
+    assert json.loads(state["trust_policy"]) == documented_trust(policies.EXTERNAL_ID_CONFIGURED)
 
-    # In IAM: exactly the seed's documents, the policy attached.
-    assert world.trust() == seed_trust(world.external_id)
-    assert world.policy_document() == seed_policy(world.role)
+    # In IAM: exactly the documented policies, the policy attached.
+    assert world.trust() == documented_trust(world.external_id)
+    assert world.policy_document() == documented_policy(world.role)
     assert world.attached() == [world.policy_arn]
     # In PostgreSQL: the login role, a member of rds_iam.
     assert world.membership() == (True, True)
 
-    plan = world.tf.plan()
-    assert plan.returncode == 0, plan.output
+    plan = world.tf.plan_is_empty()
     debug = world.tf.run(
         "plan", "-detailed-exitcode", "-no-color", env={"TF_LOG_PROVIDER": "DEBUG"}, check=False
     )
@@ -209,25 +209,23 @@ def test_create_matches_the_seed_and_plans_clean(world: World) -> None:
 
 def test_existing_role_is_refused_and_nothing_is_left_behind(world: World) -> None:
     world.iam.create_role(
-        RoleName=world.role, AssumeRolePolicyDocument=json.dumps(seed_trust("someone-else"))
+        RoleName=world.role, AssumeRolePolicyDocument=json.dumps(documented_trust("someone-else"))
     )
     world.write()
-    result = world.tf.apply(check=False)
-    assert result.returncode == 1
-    assert f"IAM role '{world.role}' already exists" in result.text
-    assert f"terraform import immuta_aws_service_principal.<name> {world.role}" in result.text
+    world.tf.apply_fails(
+        f"IAM role '{world.role}' already exists",
+        f"terraform import immuta_aws_service_principal.<name> {world.role}",
+    )
     assert not world.policy_exists(), "the policy created before the failure is rolled back"
     assert world.membership() is None
-    assert world.trust() == seed_trust("someone-else"), "the existing role is untouched"
+    assert world.trust() == documented_trust("someone-else"), "the existing role is untouched"
     world.iam.delete_role(RoleName=world.role)
 
 
 def test_unreachable_database_fails_before_iam(world: World) -> None:
     # A database that does not exist: the connection fails before anything is created.
-    world.write(database='"no_such_database"')
-    result = world.tf.apply(check=False)
-    assert result.returncode == 1
-    assert "no_such_database" in result.text and "does not exist" in result.text
+    world.write(database="no_such_database")
+    world.tf.apply_fails("no_such_database", "does not exist")
     assert not world.role_exists() and not world.policy_exists()
 
 
@@ -247,29 +245,26 @@ def test_trust_policy_drift(world: World) -> None:
         + ':root"}, "Effect": "Allow", "Sid": "assumeRole" } ],\n "Version": "2012-10-17" }'
     )
     world.iam.update_assume_role_policy(RoleName=world.role, PolicyDocument=same)
-    plan = world.tf.plan()
-    assert plan.returncode == 0, plan.output
+    world.tf.plan_is_empty()
 
     # Another external ID written outside Terraform: drift, restored by apply.
     world.iam.update_assume_role_policy(
-        RoleName=world.role, PolicyDocument=json.dumps(seed_trust("attacker-chosen-id"))
+        RoleName=world.role, PolicyDocument=json.dumps(documented_trust("attacker-chosen-id"))
     )
-    drift = world.tf.plan()
-    assert drift.returncode == 2, drift.output
-    assert "1 to change" in drift.text and "0 to add" in drift.text
+    drift = world.tf.plan_changes("1 to change", "0 to add")
     assert policies.EXTERNAL_ID_CHANGED in drift.output
     assert "attacker-chosen-id" not in drift.output
     world.tf.apply()
-    assert world.trust() == seed_trust(world.external_id)
+    assert world.trust() == documented_trust(world.external_id)
     world.tf.plan_is_empty()
 
     # Another trusted account: drift too.
     world.iam.update_assume_role_policy(
-        RoleName=world.role, PolicyDocument=json.dumps(seed_trust(world.external_id, ACCOUNT))
+        RoleName=world.role, PolicyDocument=json.dumps(documented_trust(world.external_id, ACCOUNT))
     )
-    assert world.tf.plan().returncode == 2
+    world.tf.plan_changes()
     applied = world.tf.apply()
-    assert world.trust() == seed_trust(world.external_id)
+    assert world.trust() == documented_trust(world.external_id)
     assert_no_external_id(world, drift.output, applied.output)
 
 
@@ -278,37 +273,33 @@ def test_detached_revoked_and_edited_are_restored(world: World) -> None:
     world.tf.apply()
 
     world.iam.detach_role_policy(RoleName=world.role, PolicyArn=world.policy_arn)
-    drift = world.tf.plan()
-    assert drift.returncode == 2 and "1 to change" in drift.text
-    assert "policy_attached" in drift.output
+    world.tf.plan_changes("1 to change", "policy_attached")
     world.tf.apply()
     assert world.attached() == [world.policy_arn]
 
     world.pg_execute(sql.SQL("REVOKE rds_iam FROM {}").format(sql.Identifier(world.role)))
-    drift = world.tf.plan()
-    assert drift.returncode == 2 and "rds_iam_granted" in drift.output
+    world.tf.plan_changes("rds_iam_granted")
     world.tf.apply()
     assert world.membership() == (True, True)
 
     # The PostgreSQL role dropped: created and granted again.
     world.pg_execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(world.role)))
-    assert world.tf.plan().returncode == 2
+    world.tf.plan_changes()
     world.tf.apply()
     assert world.membership() == (True, True)
 
     # A new default policy version written by hand: drift; the same content reformatted: none.
-    other = seed_policy("someone_else")
+    other = documented_policy("someone_else")
     world.iam.create_policy_version(
         PolicyArn=world.policy_arn, PolicyDocument=json.dumps(other), SetAsDefault=True
     )
-    drift = world.tf.plan()
-    assert drift.returncode == 2 and "someone_else" in drift.output
+    world.tf.plan_changes("someone_else")
     world.tf.apply()
-    assert world.policy_document() == seed_policy(world.role)
+    assert world.policy_document() == documented_policy(world.role)
     reformatted = json.dumps(
         {
             "Statement": {
-                "Resource": [seed_policy(world.role)["Statement"][0]["Resource"]],
+                "Resource": [documented_policy(world.role)["Statement"][0]["Resource"]],
                 "Action": ["RDS-DB:Connect"],
                 "Effect": "Allow",
             },
@@ -319,8 +310,7 @@ def test_detached_revoked_and_edited_are_restored(world: World) -> None:
     world.iam.create_policy_version(
         PolicyArn=world.policy_arn, PolicyDocument=reformatted, SetAsDefault=True
     )
-    plan = world.tf.plan()
-    assert plan.returncode == 0, plan.output
+    world.tf.plan_is_empty()
 
 
 def test_role_deleted_outside_is_created_again(world: World) -> None:
@@ -329,11 +319,9 @@ def test_role_deleted_outside_is_created_again(world: World) -> None:
     world.iam.detach_role_policy(RoleName=world.role, PolicyArn=world.policy_arn)
     world.iam.delete_role(RoleName=world.role)
 
-    drift = world.tf.plan()
-    assert drift.returncode == 2, drift.output
-    assert "1 to add" in drift.text and "0 to destroy" in drift.text
+    world.tf.plan_changes("1 to add", "0 to destroy")
     world.tf.apply()  # the policy left behind is taken over, not duplicated
-    assert world.trust() == seed_trust(world.external_id)
+    assert world.trust() == documented_trust(world.external_id)
     assert world.attached() == [world.policy_arn]
     world.tf.plan_is_empty()
 
@@ -348,12 +336,9 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
 
     rotated = unique("Rotated-") + "y"
     world.write(external_id=rotated)
-    plan = world.tf.plan()
-    assert plan.returncode == 2, plan.output
-    assert "1 to change" in plan.text and "0 to destroy" in plan.text
-    assert "trust_policy" in plan.output
+    plan = world.tf.plan_changes("1 to change", "0 to destroy", "trust_policy")
     applied = world.tf.apply()
-    assert world.trust() == seed_trust(rotated)
+    assert world.trust() == documented_trust(rotated)
     assert world.iam.get_role(RoleName=world.role)["Role"]["RoleId"] == role_id, "not replaced"
     world.tf.plan_is_empty()
     assert_no_external_id(world, plan.output, applied.output, external_id=rotated)
@@ -363,15 +348,14 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
     for i in range(4):
         world.iam.create_policy_version(
             PolicyArn=world.policy_arn,
-            PolicyDocument=json.dumps(seed_policy(world.role)),
+            PolicyDocument=json.dumps(documented_policy(world.role)),
             SetAsDefault=i == 3,
         )
     new_id = "cluster-ZYXWVUTSRQPONMLKJIHGFEDCBA1"
-    world.write(external_id=rotated, db_resource_id=hcl_string(new_id))
-    plan = world.tf.plan()
-    assert plan.returncode == 2 and "1 to change" in plan.text and "0 to destroy" in plan.text
+    world.write(external_id=rotated, db_resource_id=new_id)
+    world.tf.plan_changes("1 to change", "0 to destroy")
     world.tf.apply()
-    assert world.policy_document() == seed_policy(world.role, new_id)
+    assert world.policy_document() == documented_policy(world.role, new_id)
     versions = world.iam.list_policy_versions(PolicyArn=world.policy_arn)["Versions"]
     assert len(versions) == 5 and "v1" not in {v["VersionId"] for v in versions}
     state = world.state()
@@ -381,13 +365,11 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
     # Another database user: rds_iam moves from the old login role to the new one.
     other = unique("svc_user_")
     try:
-        world.write(
-            external_id=rotated, db_resource_id=hcl_string(new_id), db_username=hcl_string(other)
-        )
+        world.write(external_id=rotated, db_resource_id=new_id, db_username=other)
         world.tf.apply()
         assert world.membership(other) == (True, True)
         assert world.membership() == (True, False), "old login role kept, rds_iam revoked"
-        assert world.policy_document() == seed_policy(other, new_id)
+        assert world.policy_document() == documented_policy(other, new_id)
         world.tf.plan_is_empty()
     finally:
         world.pg.drop_role(other)
@@ -398,7 +380,9 @@ def test_destroy_removes_iam_and_revokes_rds_iam(world: World) -> None:
     world.tf.apply()
     # A stale non-default version too: DeletePolicy needs them gone first on AWS.
     world.iam.create_policy_version(
-        PolicyArn=world.policy_arn, PolicyDocument=json.dumps(seed_policy("x")), SetAsDefault=False
+        PolicyArn=world.policy_arn,
+        PolicyDocument=json.dumps(documented_policy("x")),
+        SetAsDefault=False,
     )
     world.tf.destroy()
     assert world.tf.resources() == {}
@@ -411,13 +395,15 @@ def test_destroy_removes_iam_and_revokes_rds_iam(world: World) -> None:
 
 
 def test_import_by_role_name(world: World) -> None:
-    # The seed's steps 1-5 done by hand.
+    # Steps 1-5 of the documented setup done by hand.
     iam = world.iam
     policy_arn = iam.create_policy(
-        PolicyName=f"{world.role}-rds-connect", PolicyDocument=json.dumps(seed_policy(world.role))
+        PolicyName=f"{world.role}-rds-connect",
+        PolicyDocument=json.dumps(documented_policy(world.role)),
     )["Policy"]["Arn"]
     iam.create_role(
-        RoleName=world.role, AssumeRolePolicyDocument=json.dumps(seed_trust(world.external_id))
+        RoleName=world.role,
+        AssumeRolePolicyDocument=json.dumps(documented_trust(world.external_id)),
     )
     iam.attach_role_policy(RoleName=world.role, PolicyArn=policy_arn)
     world.pg_execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(world.role)))
@@ -430,18 +416,16 @@ def test_import_by_role_name(world: World) -> None:
     assert state["policy_arn"] == policy_arn
     assert (state["db_username"], state["db_resource_id"]) == (world.role, RESOURCE_ID)
     assert (state["immuta_account_id"], state["aws_account_id"]) == (IMMUTA_ACCOUNT, ACCOUNT)
-    assert json.loads(state["trust_policy"]) == seed_trust(policies.EXTERNAL_ID_UNVERIFIED)
+    assert json.loads(state["trust_policy"]) == documented_trust(policies.EXTERNAL_ID_UNVERIFIED)
     assert state["hostname"] is None and state["rds_iam_granted"] is None
 
     # Documented: the external ID and the server cannot be read back, so the first plan is
     # an in-place update recording them; nothing is replaced.
-    plan = world.tf.plan()
-    assert plan.returncode == 2, plan.output
-    assert "1 to change" in plan.text and "0 to add" in plan.text and "0 to destroy" in plan.text
+    plan = world.tf.plan_changes("1 to change", "0 to add", "0 to destroy")
     for name in ("hostname", "trust_policy", "rds_iam_granted"):
         assert name in plan.output
     world.tf.apply()
-    assert world.trust() == seed_trust(world.external_id)
+    assert world.trust() == documented_trust(world.external_id)
     world.tf.plan_is_empty()
     assert_no_external_id(world, plan.output)
 
@@ -459,14 +443,14 @@ def test_import_of_an_unknown_role_fails_clearly(world: World) -> None:
 
 def test_invalid_arguments_are_reported_with_their_attribute(world: World) -> None:
     world.write(
-        role_name='"has space"',
-        aws_account_id='"12345"',
-        db_resource_id='"mydb"',
-        immuta_account_id='"abc"',
-        region='"US-EAST-1"',
-        db_username='"a/b"',
+        role_name="has space",
+        aws_account_id="12345",
+        db_resource_id="mydb",
+        immuta_account_id="abc",
+        region="US-EAST-1",
+        db_username="a/b",
         external_id="x",
-        path='"immuta"',
+        path="immuta",
     )
     result = world.tf.validate()
     assert not result["valid"]
@@ -515,11 +499,10 @@ def test_aws_assumed_role_example(world: World, tmp_path: Path) -> None:
         assert accepted and not front.refused()
         assumed = moto.assumed_role(accepted[0].access_key_id)
         assert (assumed.role_arn, assumed.external_id) == (outputs["role_arn"], world.external_id)
-        assert world.trust() == seed_trust(world.external_id)
+        assert world.trust() == documented_trust(world.external_id)
         assert world.membership() == (True, True)
 
-        plan = tf.plan()
-        assert plan.returncode == 0, plan.output
+        plan = tf.plan_is_empty()
         assert world.external_id not in tf.state_file_text() + applied.output + plan.output
         tf.destroy()
         assert tf.resources() == {}
@@ -530,12 +513,12 @@ def test_aws_assumed_role_example(world: World, tmp_path: Path) -> None:
 
 
 def test_same_policy_ignores_formatting() -> None:
-    a = seed_trust("id-1")
+    a = documented_trust("id-1")
     reordered = json.loads(json.dumps(a, sort_keys=True))
     assert policies.same(a, reordered)
     assert policies.same(json.dumps(a), json.dumps(a, indent=2, sort_keys=True))
     assert policies.same(json.dumps(a), quote(json.dumps(a)))  # IAM's URL encoding
-    listy = seed_trust("id-1")
+    listy = documented_trust("id-1")
     statement = listy["Statement"][0]
     statement["Action"] = ["sts:AssumeRole"]
     statement["Principal"]["AWS"] = [statement["Principal"]["AWS"]]
@@ -543,13 +526,14 @@ def test_same_policy_ignores_formatting() -> None:
     assert policies.same(a, listy)
     single = dict(a, Statement=a["Statement"][0])
     assert policies.same(a, single)
-    shouting = seed_policy("u")
+    shouting = documented_policy("u")
     shouting["Statement"][0]["Action"] = "RDS-DB:Connect"  # IAM actions are case-insensitive
-    assert policies.same(seed_policy("u"), shouting)
+    assert policies.same(documented_policy("u"), shouting)
     is_false = [
-        policies.same(a, seed_trust("id-2")),
-        policies.same(a, seed_trust("id-1", "111111111111")),
-        policies.same(seed_policy("u"), seed_policy("U")),  # resources are case-sensitive
+        policies.same(a, documented_trust("id-2")),
+        policies.same(a, documented_trust("id-1", "111111111111")),
+        # resources are case-sensitive
+        policies.same(documented_policy("u"), documented_policy("U")),
         policies.same(a, None),
         policies.same("not json", "not json "),
     ]
@@ -583,26 +567,26 @@ def test_external_ids_are_masked_by_what_the_hash_says() -> None:
     check = external_id_checker(sealed)
     assert check is not None and check("the-real-id") and not check("the-real-iD")
     assert external_id_checker(b"") is None and external_id_checker(b"{}") is None
-    ok = policies.mask_external_ids(seed_trust("the-real-id"), check)
-    assert ok == seed_trust(policies.EXTERNAL_ID_CONFIGURED)
-    changed = policies.mask_external_ids(seed_trust("other"), check)
-    assert changed == seed_trust(policies.EXTERNAL_ID_CHANGED)
-    unknown = policies.mask_external_ids(seed_trust("the-real-id"), None)
-    assert unknown == seed_trust(policies.EXTERNAL_ID_UNVERIFIED)
-    both = seed_trust("x")
+    ok = policies.mask_external_ids(documented_trust("the-real-id"), check)
+    assert ok == documented_trust(policies.EXTERNAL_ID_CONFIGURED)
+    changed = policies.mask_external_ids(documented_trust("other"), check)
+    assert changed == documented_trust(policies.EXTERNAL_ID_CHANGED)
+    unknown = policies.mask_external_ids(documented_trust("the-real-id"), None)
+    assert unknown == documented_trust(policies.EXTERNAL_ID_UNVERIFIED)
+    both = documented_trust("x")
     both["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] = ["the-real-id", "y"]
     masked = policies.mask_external_ids(both, check)
     assert masked["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] == [
         policies.EXTERNAL_ID_CONFIGURED,
         policies.EXTERNAL_ID_CHANGED,
     ]
-    assert not policies.same(masked, seed_trust(policies.EXTERNAL_ID_CONFIGURED))
+    assert not policies.same(masked, documented_trust(policies.EXTERNAL_ID_CONFIGURED))
 
 
 def test_connect_policy_and_trust_account_are_found() -> None:
-    assert policies.connect_resources(json.dumps(seed_policy("u"))) == [
+    assert policies.connect_resources(json.dumps(documented_policy("u"))) == [
         f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_ID}/u"
     ]
     assert policies.connect_resources({"Statement": {"Effect": "Deny", "Action": "*"}}) == []
-    assert policies.trusted_account(seed_trust("x")) == IMMUTA_ACCOUNT
+    assert policies.trusted_account(documented_trust("x")) == IMMUTA_ACCOUNT
     assert policies.trusted_account({"Statement": [{"Principal": "*"}]}) is None

@@ -10,7 +10,7 @@ import re
 import shutil
 
 import pytest
-from harness import Terraform
+from harness import Body, Terraform, block, resource
 from harness.plugin import PROVIDER_EXE
 
 pytestmark = pytest.mark.skipif(
@@ -38,19 +38,25 @@ resource "immuta_postgres_connection" "c" {
 """
 
 
-def _resource(body: str, kind: str = "immuta_postgres_connection", name: str = "r") -> str:
-    return f'resource "{kind}" "{name}" {{\n{body}\n}}\n'
-
-
-def _connection(**overrides: str) -> str:
-    attributes = {
-        "display_name": '"Production"',
-        "deployment_type": '"self_managed"',
-        "hostname": '"pg.example.invalid"',
-        "database": '"immuta"',
+def _connection(**overrides: object) -> str:
+    attributes: dict[str, object] = {
+        "display_name": "Production",
+        "deployment_type": "self_managed",
+        "hostname": "pg.example.invalid",
+        "database": "immuta",
     }
     attributes.update(overrides)
-    return _resource("\n".join(f"  {k} = {v}" for k, v in attributes.items()))
+    return resource("immuta_postgres_connection", "r", **attributes)
+
+
+def _mapping(**blocks: Body) -> str:
+    return resource(
+        "immuta_user_mapping",
+        "r",
+        connection_id="h:5432/immuta/Production",
+        immuta_user="alice",
+        **blocks,
+    )
 
 
 def _errors(result: dict) -> list[dict]:
@@ -147,9 +153,13 @@ BAD_PROVIDERS = {
         "needs aws.role_arn",
     ),
     "role_username": (
-        'provider "immuta" {\n  auth_method = "aws_assumed_role"\n  username = "other_user"\n'
-        f'  aws {{\n    region      = "us-east-1"\n    role_arn    = "{ROLE_ARN}"\n'
-        '    external_id = "ext-1"\n  }\n}\n',
+        block(
+            "provider",
+            "immuta",
+            auth_method="aws_assumed_role",
+            username="other_user",
+            aws=Body(region="us-east-1", role_arn=ROLE_ARN, external_id="ext-1"),
+        ),
         "username",
         "Username does not match the assumed role",
     ),
@@ -157,37 +167,28 @@ BAD_PROVIDERS = {
 
 BAD_RESOURCES = {
     "restricted_display_name": (
-        _connection(display_name='"SeTtInGs"'),
+        _connection(display_name="SeTtInGs"),
         "display_name",
         "is a restricted word",
     ),
     "period_display_name": (
-        _connection(display_name='"prod.main"'),
+        _connection(display_name="prod.main"),
         "display_name",
         "contains a period",
     ),
-    "port_zero": (_connection(port="0"), "port", "0 is out of range"),
+    "port_zero": (_connection(port=0), "port", "0 is out of range"),
     "deployment_type": (
-        _connection(deployment_type='"azure"'),
+        _connection(deployment_type="azure"),
         "deployment_type",
         '"azure" is not allowed',
     ),
     "mode_username_without_username": (
-        _resource(
-            '  connection_id = "h:5432/immuta/Production"\n  immuta_user = "alice"\n'
-            '  postgres {\n    mode = "username"\n  }',
-            "immuta_user_mapping",
-        ),
+        _mapping(postgres=Body(mode="username")),
         "postgres",
         "Missing PostgreSQL username",
     ),
     "identity_center_email": (
-        _resource(
-            '  connection_id = "h:5432/immuta/Production"\n  immuta_user = "alice"\n'
-            '  aws {\n    user_type = "identity_center_user"\n'
-            '    principal = "alice@example.com"\n  }',
-            "immuta_user_mapping",
-        ),
+        _mapping(aws=Body(user_type="identity_center_user", principal="alice@example.com")),
         "principal",
         "User ID",
     ),
@@ -295,10 +296,9 @@ provider "immuta" {
   }
 }
 """
-        + _connection(deployment_type='"neon"')
+        + _connection(deployment_type="neon")
     )
-    result = terraform.plan()
-    assert result.returncode == 1, result.output
+    result = terraform.plan_fails()
     err = result.stderr
     assert "Authentication method not available for this deployment type" in err
     assert re.search(r'\d+:\s+deployment_type = "neon"', err), err

@@ -83,10 +83,15 @@ def body_lines(attributes: dict[str, Any], indent: str = "  ") -> list[str]:
     return lines
 
 
+def labelled(kind: str, *labels: str) -> str:
+    """The name of a nested block with labels, as a key of its parent's attributes:
+    `{labelled("provisioner", "local-exec"): Body(command=...)}`."""
+    return " ".join([kind, *(literal(label) for label in labels)])
+
+
 def block(kind: str, *labels: str, **attributes: Any) -> str:
     """One top-level block (`resource`, `data`, `provider`, `output`, ...) as text."""
-    header = " ".join([kind, *(literal(label) for label in labels)])
-    return "\n".join([header + " {", *body_lines(attributes), "}"]) + "\n"
+    return "\n".join([labelled(kind, *labels) + " {", *body_lines(attributes), "}"]) + "\n"
 
 
 def resource(type_name: str, name: str, **attributes: Any) -> str:

@@ -193,7 +193,6 @@ class Terraform:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-
 def _expect(result: Result, code: int, expected: tuple[str, ...], why: str = "") -> None:
     missing = [text for text in expected if " ".join(text.split()) not in result.text]
     if result.returncode != code or missing:
