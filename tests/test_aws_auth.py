@@ -63,7 +63,7 @@ def provider_hcl(auth_method: str, moto: MotoServer, username: str | None = None
     if username:
         settings["username"] = username
     settings["connect_timeout"] = 5
-    settings["aws"] = Body(region=REGION, endpoint_url=moto.endpoint_url, **aws)
+    settings["aws"] = Body(**{"region": REGION, "endpoint_url": moto.endpoint_url, **aws})
     return block("provider", "immuta", **settings)
 
 

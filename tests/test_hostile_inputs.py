@@ -38,7 +38,7 @@ PROVIDER = "provider"
 FUNCTION = "function"
 
 KB10 = 10 * 1024
-RESTRICTED = [  # DESIGN.md section 5
+RESTRICTED = [  # Immuta's restricted display-name words ("Register a PostgreSQL Connection")
     "data",
     "connection",
     "object",

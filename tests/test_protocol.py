@@ -205,7 +205,7 @@ MAPPING_ATTRIBUTES = {
     "effective_postgres_username": "computed",
     "aws_principal_arn": "computed",
 }
-# DESIGN.md section 8 may add these (never required) to the connection.
+# Optional additions to the connection beyond its required attributes (object sync, filters).
 CONNECTION_EXTENSIONS = {"object_sync", "object_sync_status", "include", "exclude"}
 
 

@@ -97,18 +97,16 @@ class World:
         )
 
     def resource(self, external_id: str | None = None, **extra: str) -> str:
-        return resource(
-            "immuta_aws_service_principal",
-            "svc",
-            role_name=self.role,
-            aws_account_id=ACCOUNT,
-            db_resource_id=RESOURCE_ID,
-            immuta_account_id=IMMUTA_ACCOUNT,
-            external_id=external_id or self.external_id,
-            hostname=self.pg.host,
-            port=self.pg.port,
-            **extra,
-        )
+        values: dict[str, object] = {
+            "role_name": self.role,
+            "aws_account_id": ACCOUNT,
+            "db_resource_id": RESOURCE_ID,
+            "immuta_account_id": IMMUTA_ACCOUNT,
+            "external_id": external_id or self.external_id,
+            "hostname": self.pg.host,
+            "port": self.pg.port,
+        }
+        return resource("immuta_aws_service_principal", "svc", **{**values, **extra})
 
     def write(self, external_id: str | None = None, **extra: str) -> None:
         self.tf.write(self.provider() + self.resource(external_id, **extra))

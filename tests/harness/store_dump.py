@@ -7,7 +7,7 @@ from psycopg import sql
 
 from .postgres import Database
 
-# Every table of the state store (DESIGN.md section 7), with a stable row order.
+# Every table of the state store (src/tfprovider_immuta_pg/immuta/store.py), stable order.
 STORE_TABLES = (
     "schema_version",
     "connections",

@@ -8,9 +8,14 @@ User mapping: `<connection id>#<immuta user>`, the user with `%` and `#` encoded
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from ..framework.diagnostics import ProviderError
 from .rules import text_problem
+
+Parsed = TypeVar("Parsed")
 
 _PART_ESCAPES = str.maketrans({"%": "%25", "/": "%2F", "#": "%23"})
 _USER_ESCAPES = str.maketrans({"%": "%25", "#": "%23"})
@@ -88,6 +93,14 @@ class MappingId:
                 "(for example db.example.com:5432/immuta/Production#alice@example.com)."
             )
         return cls(ConnectionId.parse(connection), _decode(user, "Immuta username"))
+
+
+def parse_import_id(parse: Callable[[str], Parsed], text: str) -> Parsed:
+    """`parse(text)`; a malformed ID is the error `terraform import` shows."""
+    try:
+        return parse(text)
+    except InvalidId as exc:
+        raise ProviderError("Invalid import ID", str(exc)) from None
 
 
 def connection_id_problem(value: str) -> str | None:

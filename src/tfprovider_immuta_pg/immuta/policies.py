@@ -32,7 +32,7 @@ _CASELESS = ("Action", "NotAction")
 
 
 def connect_policy(db_user_arn: str) -> dict[str, Any]:
-    """Step 1 of the seed: allow rds-db:connect as one database user."""
+    """Step 1 of Immuta's "AWS Assumed Role" setup: allow rds-db:connect as one database user."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -46,7 +46,7 @@ def connect_policy(db_user_arn: str) -> dict[str, Any]:
 
 
 def trust_policy(immuta_account_id: str, external_id: str, partition: str = "aws") -> dict:
-    """Step 4 of the seed: trust Immuta's account on the external ID."""
+    """Step 4 of Immuta's "AWS Assumed Role" setup: trust Immuta's account on the external ID."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [

@@ -62,7 +62,8 @@ def text_problem(value: str, what: str, max_length: int = MAX_NAME_LENGTH) -> st
 
 
 def display_name_problem(value: str) -> str | None:
-    """The seed's display-name rules: no period, none of the restricted words."""
+    """Immuta's display-name rules ("Register a PostgreSQL Connection"): no period, none of
+    the restricted words in any case."""
     problem = text_problem(value, "display name")
     if problem:
         return problem

@@ -52,7 +52,8 @@ def check_protocol_versions() -> None:
 def private_folder() -> str:
     """A fresh folder only this user can enter, as go-plugin makes for its socket.
 
-    Not `tempfile.mkdtemp`: importing tempfile costs ~9 ms of a ~100 ms start-up.
+    Not `tempfile.mkdtemp`: importing tempfile would lengthen every start-up
+    (docs/performance.md, "Figures behind the code").
     """
     base = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or os.environ.get("TMPDIR") or "/tmp"
     while True:
@@ -71,8 +72,8 @@ def private_folder() -> str:
 #   lanes are full;
 # - long: calls that may wait for seconds (a crawl, IAM retries, a slow data source);
 # - quick: the rest (plans, validation, reads: one SQL round trip each). Few threads here:
-#   Python runs one at a time anyway, and 3 instead of 32 cut a 1000-mapping refresh-plan's
-#   provider CPU from 2.9 to 2.3 s and its time by 15% (docs/performance.md).
+#   Python runs one at a time anyway, and more threads only add contention
+#   (docs/performance.md, "Figures behind the code").
 PROVIDER_PREFIX = "/tfplugin6.Provider/"
 SHUTDOWN = "/plugin.GRPCController/Shutdown"
 STDIO = "/plugin.GRPCStdio/StreamStdio"

@@ -88,17 +88,27 @@ class ProviderService:
     def _guarded(operation: str, diags: Diagnostics, body: Callable[[], T]) -> T | None:
         return guarded(operation, diags, body, logs.log)
 
-    def ValidateProviderConfig(
-        self, request: pb.ValidateProviderConfig.Request, context: object
-    ) -> pb.ValidateProviderConfig.Response:
+    def _validation(
+        self,
+        operation: str,
+        owner: Callable[[], Provider | Resource[Any] | DataSource],
+        raw: pb.DynamicValue,
+    ) -> list[pb.Diagnostic]:
+        """The diagnostics of validating `raw` against the schema of whatever `owner` finds."""
         diags = Diagnostics()
 
         def body() -> None:
-            config = value_from_proto(request.config, self.provider.schema.value_type)
-            lifecycle.validate(self.provider, config, diags)
+            found = owner()
+            lifecycle.validate(found, value_from_proto(raw, found.schema.value_type), diags)
 
-        self._guarded("provider validation", diags, body)
-        return pb.ValidateProviderConfig.Response(diagnostics=diagnostics_to_proto(diags))
+        self._guarded(operation, diags, body)
+        return diagnostics_to_proto(diags)
+
+    def ValidateProviderConfig(
+        self, request: pb.ValidateProviderConfig.Request, context: object
+    ) -> pb.ValidateProviderConfig.Response:
+        diagnostics = self._validation("provider validation", lambda: self.provider, request.config)
+        return pb.ValidateProviderConfig.Response(diagnostics=diagnostics)
 
     def ConfigureProvider(
         self, request: pb.ConfigureProvider.Request, context: object
@@ -138,15 +148,12 @@ class ProviderService:
     def ValidateResourceConfig(
         self, request: pb.ValidateResourceConfig.Request, context: object
     ) -> pb.ValidateResourceConfig.Response:
-        diags = Diagnostics()
-
-        def body() -> None:
-            resource = self._resource(request.type_name)
-            config = value_from_proto(request.config, resource.schema.value_type)
-            lifecycle.validate(resource, config, diags)
-
-        self._guarded(f"validation of {request.type_name}", diags, body)
-        return pb.ValidateResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
+        diagnostics = self._validation(
+            f"validation of {request.type_name}",
+            lambda: self._resource(request.type_name),
+            request.config,
+        )
+        return pb.ValidateResourceConfig.Response(diagnostics=diagnostics)
 
     def UpgradeResourceState(
         self, request: pb.UpgradeResourceState.Request, context: object
@@ -290,15 +297,12 @@ class ProviderService:
     def ValidateDataResourceConfig(
         self, request: pb.ValidateDataResourceConfig.Request, context: object
     ) -> pb.ValidateDataResourceConfig.Response:
-        diags = Diagnostics()
-
-        def body() -> None:
-            source = self._data_source(request.type_name)
-            config = value_from_proto(request.config, source.schema.value_type)
-            lifecycle.validate(source, config, diags)
-
-        self._guarded(f"validation of data source {request.type_name}", diags, body)
-        return pb.ValidateDataResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
+        diagnostics = self._validation(
+            f"validation of data source {request.type_name}",
+            lambda: self._data_source(request.type_name),
+            request.config,
+        )
+        return pb.ValidateDataResourceConfig.Response(diagnostics=diagnostics)
 
     def ReadDataSource(
         self, request: pb.ReadDataSource.Request, context: object

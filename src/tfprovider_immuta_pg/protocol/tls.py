@@ -1,9 +1,10 @@
 """A fresh self-signed ECDSA P-256 server certificate, as go-plugin's AutoMTLS expects.
 
-Pure Python on purpose: importing ``cryptography`` costs ~55 ms, a third of the provider's
-start-up, and Terraform waits for the handshake line on every plan and apply. Generating one
-key and signing one certificate here takes a few milliseconds. The key is ephemeral and only
-guards a unix socket for one Terraform run, so the arithmetic need not be constant-time.
+Pure Python on purpose: importing ``cryptography`` would be a large share of the provider's
+start-up, and Terraform waits for the handshake line on every plan and apply; generating one
+key and signing one certificate here is cheap (docs/performance.md, "Figures behind the
+code"). The key is ephemeral and only guards a unix socket for one Terraform run, so the
+arithmetic need not be constant-time.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def server_context(certificate: ServerCertificate, client_pem: str) -> ssl.SSLCo
     Python's ssl (OpenSSL) rather than grpcio's TLS: grpcio refuses to verify go-plugin's
     ECDSA P-521 client key.
     """
-    import ssl  # ~25 ms: loaded by the server thread, after the handshake line
+    import ssl  # loaded by the server thread, after the handshake line (it is not cheap)
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...framework.diagnostics import Diagnostics
-from ...framework.provider import Context, Worker, WorkerResource
+from ...framework.provider import Context, Worker
 from ...framework.secrets import register
 from ...framework.values import UNKNOWN
 from .. import arns, policies
-from ..access import Access
+from ..base import AccessResource
 from .external_id import external_id_checker
 from .schema import (
     SERVICE_PRINCIPAL_SCHEMA,
@@ -26,12 +26,9 @@ from .schema import (
 )
 
 
-class ServicePrincipalResource(WorkerResource[ServicePrincipalState]):
+class ServicePrincipalResource(AccessResource[ServicePrincipalState]):
     type_name = TYPE_NAME
     schema = SERVICE_PRINCIPAL_SCHEMA
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
 
     def worker(self, ctx: Context) -> Worker[ServicePrincipalState]:
         from .worker import PrincipalWorker  # boto3 and psycopg stay off the startup path

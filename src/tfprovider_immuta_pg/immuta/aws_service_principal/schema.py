@@ -12,9 +12,9 @@ from ...framework.schema import (
     Schema,
     UseStateForUnknown,
 )
-from ...framework.types import BOOL, NUMBER, STRING
+from ...framework.types import BOOL, STRING
 from ...framework.values import UNKNOWN
-from .. import arns, policies, validators
+from .. import arns, policies, shared_schema
 
 TYPE_NAME = "immuta_aws_service_principal"
 DEFAULT_DATABASE = "postgres"
@@ -165,25 +165,15 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
                     Check(arns.external_id_problem, "an external ID", "Invalid external ID")
                 ],
             ),
-            "hostname": Attribute(
-                STRING,
+            "hostname": shared_schema.hostname(
                 "Endpoint of the RDS instance or Aurora cluster, where the login role is "
                 "granted `rds_iam` (with the provider's PostgreSQL credentials).",
-                required=True,
-                validators=[validators.HOSTNAME],
             ),
-            "port": Attribute(
-                NUMBER,
-                "PostgreSQL port, 1 to 65535. Default 5432.",
-                default=5432,
-                validators=[validators.PORT],
-            ),
-            "database": Attribute(
-                STRING,
+            "port": shared_schema.port("PostgreSQL port, 1 to 65535. Default 5432.", default=5432),
+            "database": shared_schema.database(
                 f'An existing database to connect to. Default "{DEFAULT_DATABASE}". Roles are '
                 "server-wide: any database will do.",
                 default=DEFAULT_DATABASE,
-                validators=[validators.DATABASE_NAME],
             ),
             "id": Attribute(
                 STRING,

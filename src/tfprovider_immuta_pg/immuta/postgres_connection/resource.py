@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...framework.diagnostics import Diagnostics
-from ...framework.provider import Context, Worker, WorkerResource
+from ...framework.provider import Context, Worker
 from ...framework.values import UNKNOWN
 from .. import rules
 from ..access import Access
+from ..base import AccessResource
 from ..ids import ConnectionId
 from .schema import (
     CONNECTION_SCHEMA,
@@ -23,12 +24,9 @@ from .schema import (
 )
 
 
-class ConnectionResource(WorkerResource[ConnectionState]):
+class ConnectionResource(AccessResource[ConnectionState]):
     type_name = "immuta_postgres_connection"
     schema = CONNECTION_SCHEMA
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
 
     def worker(self, ctx: Context) -> Worker[ConnectionState]:
         from .worker import ConnectionWorker  # psycopg stays off the plugin's startup path

@@ -15,7 +15,7 @@ from ...framework.schema import (
     UseStateForUnknown,
 )
 from ...framework.types import NUMBER, STRING, List
-from .. import rules, validators
+from .. import rules, shared_schema
 
 ON_MISSING_PRIVILEGES = ("error", "skip")
 OBJECT_SYNC_MODES = ("plan", "off")
@@ -74,25 +74,12 @@ CONNECTION_SCHEMA = Schema(
                 required=True,
                 validators=[OneOf(rules.DEPLOYMENT_TYPES)],
             ),
-            "hostname": Attribute(
-                STRING,
-                "Hostname or IP address of the PostgreSQL server.",
-                required=True,
-                validators=[validators.HOSTNAME],
-            ),
-            "port": Attribute(
-                NUMBER,
-                "PostgreSQL port, 1 to 65535.",
-                default=5432,
-                validators=[validators.PORT],
-            ),
-            "database": Attribute(
-                STRING,
+            "hostname": shared_schema.hostname(),
+            "port": shared_schema.port("PostgreSQL port, 1 to 65535.", default=5432),
+            "database": shared_schema.database(
                 "The Immuta database: a database created for Immuta, which must already exist. "
                 "Every other database on the server is registered through it. Changing it "
                 "replaces the connection.",
-                required=True,
-                validators=[validators.DATABASE_NAME],
                 plan_modifiers=[RequiresReplace()],
             ),
             "on_missing_privileges": Attribute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC
 from typing import Any
 
@@ -13,7 +14,7 @@ from ...framework.provider import Context
 from .. import inspector, store
 from ..access import Access
 from ..errors import DatabaseMissing
-from ..ids import ConnectionId, InvalidId
+from ..ids import ConnectionId, parse_import_id
 from ..inspector import Filters, MissingPrivileges, ServerFacts
 from ..pg import Target
 from ..survey import Survey, crawl, inspect
@@ -261,20 +262,15 @@ class ConnectionWorker:
 
     def delete(self, state: ConnectionState) -> None:
         target = _target(state)
-        try:
-            with (
-                self.access.connect(target, self.ctx) as conn,
-                store.write_transaction(conn, create=False),
-            ):
-                store.delete_connection(conn, state["display_name"])
-        except DatabaseMissing:
-            pass  # the Immuta database is gone, and the registration with it
+        with (
+            suppress(DatabaseMissing),  # the Immuta database is gone, the registration with it
+            self.access.connect(target, self.ctx) as conn,
+            store.write_transaction(conn, create=False),
+        ):
+            store.delete_connection(conn, state["display_name"])
 
     def import_state(self, import_id: str) -> ConnectionState:
-        try:
-            cid = ConnectionId.parse(import_id)
-        except InvalidId as exc:
-            raise ProviderError("Invalid import ID", str(exc)) from None
+        cid = parse_import_id(ConnectionId.parse, import_id)
         target = Target(cid.hostname, cid.port, cid.database)
         with self.access.connect(target, self.ctx) as conn:
             row = store.get_connection(conn, cid.display_name)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...framework.provider import Context, DataSource
-from ..access import Access
+from ...framework.provider import Context
+from ..base import AccessDataSource
 from .schema import DATA_OBJECTS_SCHEMA, DataObjectsState
 
 
-class DataObjectsDataSource(DataSource):
+class DataObjectsDataSource(AccessDataSource):
     type_name = "immuta_postgres_data_objects"
     schema = DATA_OBJECTS_SCHEMA
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
 
     def read(self, config: dict[str, Any], ctx: Context) -> DataObjectsState:
         from . import worker  # psycopg stays off the plugin's startup path

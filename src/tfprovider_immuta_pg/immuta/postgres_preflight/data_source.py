@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...framework.provider import Context, DataSource
-from ..access import Access
+from ...framework.provider import Context
+from ..base import AccessDataSource
 from .schema import PREFLIGHT_SCHEMA, PreflightState
 
 
-class PreflightDataSource(DataSource):
+class PreflightDataSource(AccessDataSource):
     type_name = "immuta_postgres_preflight"
     schema = PREFLIGHT_SCHEMA
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
 
     def read(self, config: dict[str, Any], ctx: Context) -> PreflightState:
         from . import worker  # psycopg stays off the plugin's startup path

@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import TypedDict
 
 from ...framework.schema import Attribute, Block, OneOf, Schema
-from ...framework.types import BOOL, NUMBER, STRING, List
-from .. import rules, validators
+from ...framework.types import BOOL, NUMBER, STRING, CtyType, List
+from .. import rules, shared_schema
+
+
+def computed(value_type: CtyType, description: str) -> Attribute:
+    return Attribute(value_type, description, computed=True)
+
 
 PREFLIGHT_SCHEMA = Schema(
     Block(
@@ -15,74 +20,41 @@ PREFLIGHT_SCHEMA = Schema(
         "GRANT statements that fix them) and whether the Immuta database is dedicated. Use it "
         "as a CI gate with a `check` block or a `postcondition` on `ready`.",
         attributes={
-            "hostname": Attribute(
-                STRING,
-                "Hostname or IP address of the PostgreSQL server.",
-                required=True,
-                validators=[validators.HOSTNAME],
-            ),
-            "port": Attribute(
-                NUMBER,
-                "PostgreSQL port, 1 to 65535. Default 5432.",
-                optional=True,
-                validators=[validators.PORT],
-            ),
-            "database": Attribute(
-                STRING,
-                "The Immuta database the connection would use.",
-                required=True,
-                validators=[validators.DATABASE_NAME],
-            ),
+            "hostname": shared_schema.hostname(),
+            "port": shared_schema.port("PostgreSQL port, 1 to 65535. Default 5432."),
+            "database": shared_schema.database("The Immuta database the connection would use."),
             "deployment_type": Attribute(
                 STRING,
                 "`self_managed` (default), `aurora`, `rds` or `neon`.",
                 optional=True,
                 validators=[OneOf(rules.DEPLOYMENT_TYPES)],
             ),
-            "server_version": Attribute(STRING, "PostgreSQL server version.", computed=True),
-            "supported": Attribute(
-                BOOL, "Whether Immuta supports this version (16 or 17).", computed=True
+            "server_version": computed(STRING, "PostgreSQL server version."),
+            "supported": computed(BOOL, "Whether Immuta supports this version (16 or 17)."),
+            "username": computed(STRING, "The user the provider connects as."),
+            "superuser": computed(BOOL, "Whether that user is a superuser."),
+            "auth_method_allowed": computed(
+                BOOL, "Whether the provider's auth_method is allowed for deployment_type."
             ),
-            "username": Attribute(STRING, "The user the provider connects as.", computed=True),
-            "superuser": Attribute(BOOL, "Whether that user is a superuser.", computed=True),
-            "auth_method_allowed": Attribute(
-                BOOL,
-                "Whether the provider's auth_method is allowed for deployment_type.",
-                computed=True,
+            "missing_privileges": computed(
+                List(STRING), "Every privilege the user lacks, one per line."
             ),
-            "missing_privileges": Attribute(
-                List(STRING),
-                "Every privilege the user lacks, one per line.",
-                computed=True,
+            "grant_statements": computed(
+                List(STRING), "SQL that grants what is missing (run as a superuser or owner)."
             ),
-            "grant_statements": Attribute(
-                List(STRING),
-                "SQL that grants what is missing (run as a superuser or owner).",
-                computed=True,
+            "databases": computed(List(STRING), "Databases that would be registered."),
+            "object_count": computed(NUMBER, "Objects that would be registered."),
+            "skipped_object_count": computed(
+                NUMBER, "Objects that would be skipped for missing privileges."
             ),
-            "databases": Attribute(
-                List(STRING), "Databases that would be registered.", computed=True
+            "dedicated": computed(
+                BOOL, "Whether the Immuta database holds nothing but Immuta's state."
             ),
-            "object_count": Attribute(NUMBER, "Objects that would be registered.", computed=True),
-            "skipped_object_count": Attribute(
-                NUMBER,
-                "Objects that would be skipped for missing privileges.",
-                computed=True,
+            "foreign_objects": computed(
+                List(STRING), "Up to 6 objects that make the Immuta database not dedicated."
             ),
-            "dedicated": Attribute(
-                BOOL,
-                "Whether the Immuta database holds nothing but Immuta's state.",
-                computed=True,
-            ),
-            "foreign_objects": Attribute(
-                List(STRING),
-                "Up to 6 objects that make the Immuta database not dedicated.",
-                computed=True,
-            ),
-            "ready": Attribute(
-                BOOL,
-                "Supported, allowed and no missing privileges: registration would succeed.",
-                computed=True,
+            "ready": computed(
+                BOOL, "Supported, allowed and no missing privileges: registration would succeed."
             ),
         },
     )

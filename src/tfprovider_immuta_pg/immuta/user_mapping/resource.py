@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...framework.diagnostics import Diagnostics
-from ...framework.provider import Context, WorkerResource
+from ...framework.provider import Context
 from ...framework.values import UNKNOWN
-from ..access import Access
+from ..base import AccessResource
 from ..ids import ConnectionId, InvalidId, MappingId
 from ..mapping_rules import check_aws_allowed, validate_aws_block, validate_postgres_block
 from .schema import REVERIFY_MARK, USER_MAPPING_SCHEMA, VERIFIED, MappingState
@@ -19,12 +19,9 @@ if TYPE_CHECKING:
     from .worker import MappingWorker
 
 
-class UserMappingResource(WorkerResource[MappingState]):
+class UserMappingResource(AccessResource[MappingState]):
     type_name = "immuta_user_mapping"
     schema = USER_MAPPING_SCHEMA
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
 
     def worker(self, ctx: Context) -> MappingWorker:
         from .worker import MappingWorker  # psycopg stays off the plugin's startup path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +13,7 @@ from ...framework.provider import Context
 from .. import store
 from ..access import Access
 from ..errors import DatabaseMissing
-from ..ids import ConnectionId, InvalidId, MappingId
+from ..ids import ConnectionId, InvalidId, MappingId, parse_import_id
 from ..mapping_rules import (
     Wanted,
     aws_changed,
@@ -115,17 +116,14 @@ class MappingWorker:
 
     def delete(self, state: MappingState) -> None:
         cid, target = self._location(state["connection_id"])
-        try:
-            with self.access.connect(target, self.ctx) as conn:
-                store.delete_mapping(conn, cid.display_name, state["immuta_user"])
-        except DatabaseMissing:
-            pass  # the Immuta database is gone, and the mapping with it
+        with (
+            suppress(DatabaseMissing),  # the Immuta database is gone, the mapping with it
+            self.access.connect(target, self.ctx) as conn,
+        ):
+            store.delete_mapping(conn, cid.display_name, state["immuta_user"])
 
     def import_state(self, import_id: str) -> MappingState:
-        try:
-            mid = MappingId.parse(import_id)
-        except InvalidId as exc:
-            raise ProviderError("Invalid import ID", str(exc)) from None
+        mid = parse_import_id(MappingId.parse, import_id)
         target = Target(mid.connection.hostname, mid.connection.port, mid.connection.database)
         with self.access.connect(target, self.ctx) as conn:
             found = store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
