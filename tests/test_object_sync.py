@@ -10,6 +10,7 @@ from harness import (
     Terraform,
     connection_block,
     provider_block,
+    step,
 )
 
 
@@ -41,51 +42,58 @@ def data_db(pg_server: PostgresServer):
 def test_object_sync_plans_added_and_dropped_objects(
     terraform: Terraform, immuta_db: Database, data_db: Database
 ) -> None:
-    terraform.write(config(immuta_db))
-    terraform.apply()
-    state = terraform.resources()["immuta_postgres_connection.main"]
-    assert state["object_sync"] == "plan" and state["object_sync_status"] == "in sync"
-    count = state["data_object_count"]
-    terraform.plan_is_empty("an unchanged server plans nothing")
+    with step("an unchanged server plans nothing"):
+        terraform.write(config(immuta_db))
+        terraform.apply()
+        state = terraform.resources()["immuta_postgres_connection.main"]
+        assert state["object_sync"] == "plan" and state["object_sync_status"] == "in sync"
+        count = state["data_object_count"]
+        terraform.plan_is_empty("an unchanged server plans nothing")
 
-    with data_db.connect() as conn:
-        conn.execute('CREATE TABLE public."New Table" (id int); CREATE VIEW public.v AS SELECT 1')
-    terraform.plan_changes(
-        "2 objects appeared, 0 disappeared since the last crawl",
-        f"+ {data_db.name}.public.New Table",
-        '-> "in sync"',
-        "1 to change",
-    )
-    terraform.apply()
-    state = terraform.resources()["immuta_postgres_connection.main"]
-    assert state["data_object_count"] == count + 2 and state["object_sync_status"] == "in sync"
-    assert (data_db.name, "public", "New Table") in registered(immuta_db)
-    terraform.plan_is_empty()
+    with step("objects created since the crawl plan an in-place sync"):
+        with data_db.connect() as conn:
+            conn.execute(
+                'CREATE TABLE public."New Table" (id int); CREATE VIEW public.v AS SELECT 1'
+            )
+        terraform.plan_changes(
+            "2 objects appeared, 0 disappeared since the last crawl",
+            f"+ {data_db.name}.public.New Table",
+            '-> "in sync"',
+            "1 to change",
+        )
+        terraform.apply()
+        state = terraform.resources()["immuta_postgres_connection.main"]
+        assert state["data_object_count"] == count + 2
+        assert state["object_sync_status"] == "in sync"
+        assert (data_db.name, "public", "New Table") in registered(immuta_db)
+        terraform.plan_is_empty()
 
-    with data_db.connect() as conn:
-        conn.execute("DROP TABLE public.orders")
-    terraform.plan_changes("0 objects appeared, 1 disappeared since the last crawl")
-    terraform.apply()
-    assert (data_db.name, "public", "orders") not in registered(immuta_db)
-    terraform.plan_is_empty()
+    with step("a dropped object is noticed"):
+        with data_db.connect() as conn:
+            conn.execute("DROP TABLE public.orders")
+        terraform.plan_changes("0 objects appeared, 1 disappeared since the last crawl")
+        terraform.apply()
+        assert (data_db.name, "public", "orders") not in registered(immuta_db)
+        terraform.plan_is_empty()
 
-    # A new database is noticed too.
-    extra = immuta_db.server.temp_database(prefix="late_")
-    try:
-        with extra.connect() as conn:
-            conn.execute("CREATE TABLE public.late (id int)")
-        terraform.plan_changes("1 objects appeared")
-    finally:
-        extra.drop()
-    terraform.plan_is_empty("the database went again: nothing to sync")
+    with step("a new database is noticed too"):
+        extra = immuta_db.server.temp_database(prefix="late_")
+        try:
+            with extra.connect() as conn:
+                conn.execute("CREATE TABLE public.late (id int)")
+            terraform.plan_changes("1 objects appeared")
+        finally:
+            extra.drop()
+        terraform.plan_is_empty("the database went again: nothing to sync")
 
-    # Off: no tracking.
-    terraform.write(config(immuta_db, object_sync="off"))
-    terraform.apply()
-    assert terraform.resources()["immuta_postgres_connection.main"]["object_sync_status"] == "off"
-    with data_db.connect() as conn:
-        conn.execute("CREATE TABLE public.untracked (id int)")
-    terraform.plan_is_empty()
+    with step("object_sync = off: no tracking"):
+        terraform.write(config(immuta_db, object_sync="off"))
+        terraform.apply()
+        state = terraform.resources()["immuta_postgres_connection.main"]
+        assert state["object_sync_status"] == "off"
+        with data_db.connect() as conn:
+            conn.execute("CREATE TABLE public.untracked (id int)")
+        terraform.plan_is_empty()
 
 
 def test_grants_alone_do_not_plan_a_sync(
