@@ -43,6 +43,7 @@ from tfprovider_immuta_pg.install import (
     launcher_text,
     provider_installation_snippet,
     sums_name,
+    write_archives,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,8 +182,8 @@ class Install:
     def env(self, **extra: str) -> dict[str, str]:
         return user_env(self.home, **extra)
 
-    def run(self, *args: str, home: Path | None = None, check: bool = True):
-        return run(self.command, *args, env=user_env(home or self.home), check=check)
+    def run(self, *args: str, home: Path | None = None, check: bool = True, **extra: str):
+        return run(self.command, *args, env=user_env(home or self.home, **extra), check=check)
 
 
 def make_install(root: Path, wheel: Path, *requirements: str) -> Install:
@@ -278,6 +279,14 @@ def test_generator_pins_agree() -> None:
         Requirement(d) for d in config["project"]["dependencies"] if d.startswith("protobuf")
     )
     assert ours.specifier == tools_needs.specifier, (str(ours), str(tools_needs))
+
+
+def test_archive_writes_one_zip_per_platform_and_their_sums(tmp_path: Path) -> None:
+    written = write_archives(tmp_path, ["linux_arm64", "linux_amd64", "linux_amd64"])
+    zips = [tmp_path / archive_name(p) for p in ("linux_amd64", "linux_arm64")]
+    assert written == [*zips, tmp_path / sums_name()]
+    digest = hashlib.sha256(archive_bytes()).hexdigest()
+    assert (tmp_path / sums_name()).read_text() == "".join(f"{digest}  {z.name}\n" for z in zips)
 
 
 def test_release_zip_is_reproducible_and_matches_sha256sums(release: Release) -> None:
@@ -442,6 +451,9 @@ def test_reinstall_is_idempotent_and_clears_the_provider_directory(
     assert f"{VERSION} already installed, unchanged: {launcher}" in again
     assert f"Python environment: {first.python} (unchanged)" in again
     assert launcher.stat().st_mtime_ns == before
+    override = "/opt/other/bin/python"
+    noted = first.run("install", home=home, TF_PROVIDER_IMMUTA_PYTHON=override).stdout
+    assert f"Note: TF_PROVIDER_IMMUTA_PYTHON={override} is set; where it is, it takes" in noted
 
     stray = launcher.parent / "notes.txt"
     stray.write_text("a file here would change the h1: hash")

@@ -60,7 +60,11 @@ do
 done
 fail() {{
   # Terraform shows the first line a plugin writes to stdout; a person reads stderr.
-  if [ -n "${{TF_PLUGIN_MAGIC_COOKIE:-}}" ]; then printf '%s\\n' "$1"; else printf '%s\\n' "$1" >&2; fi
+  if [ -n "${{TF_PLUGIN_MAGIC_COOKIE:-}}" ]; then
+    printf '%s\\n' "$1"
+  else
+    printf '%s\\n' "$1" >&2
+  fi
   exit 1
 }}
 install="pip install tfprovider-immuta-pg==$version && terraform-provider-immuta install"
@@ -319,16 +323,23 @@ def install(target: Target, python: str = sys.executable) -> Report:
     )
     if not target.packed:
         check_launcher(target.installed_path, python, target.env)
+    override = target.env.get(PYTHON_VARIABLE)
+    if override and override != python:
+        report.say(f"Note: {PYTHON_VARIABLE}={override} is set; where it is, it takes precedence.")
     compile_package()
     advise(report, target)
     return report
 
 
 def check_launcher(launcher: Path, python: str, env: Mapping[str, str]) -> None:
-    """Run the installed launcher as Terraform would find it: it must reach this environment."""
+    """Run the installed launcher as Terraform would find it: it must reach this environment.
+
+    Without TF_PROVIDER_IMMUTA_PYTHON: that variable is the user's override, reported apart.
+    """
+    ignored = ("TF_PLUGIN_MAGIC_COOKIE", PYTHON_VARIABLE)
     result = subprocess.run(
         [str(launcher), "--version"],
-        env={k: v for k, v in env.items() if k != "TF_PLUGIN_MAGIC_COOKIE"},
+        env={k: v for k, v in env.items() if k not in ignored},
         capture_output=True,
         text=True,
         timeout=60,
@@ -336,10 +347,7 @@ def check_launcher(launcher: Path, python: str, env: Mapping[str, str]) -> None:
     expected = f"terraform-provider-immuta {__version__} ({python})"
     if result.returncode != 0 or result.stdout.strip() != expected:
         found = (result.stdout + result.stderr).strip() or f"exit status {result.returncode}"
-        hint = ""
-        if env.get(PYTHON_VARIABLE):
-            hint = f" ({PYTHON_VARIABLE}={env[PYTHON_VARIABLE]} is set and takes precedence)"
-        raise InstallError(f"the installed launcher does not start this environment{hint}: {found}")
+        raise InstallError(f"the installed launcher does not start this environment: {found}")
 
 
 def compile_package() -> None:
@@ -528,7 +536,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         else:
             parser().print_help(sys.stderr)
             return 2
-    except (InstallError, OSError) as error:
+    except (InstallError, OSError, subprocess.SubprocessError) as error:
         print(f"terraform-provider-immuta: {error}", file=sys.stderr)
         return 1
     print("\n".join(report.lines))
