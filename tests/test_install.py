@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 from harness import Terraform, connection_block, hcl_string, provider_block
+from harness.plugin import make_client_certificate
 from harness.postgres import PostgresServer
 from packaging.requirements import Requirement
 
@@ -609,7 +610,7 @@ class Registry:
 
 @contextlib.contextmanager
 def private_registry(release: Release, tmp_path: Path) -> Iterator[Registry]:
-    """A registry for registry.terraform.io/immuta-pg/immuta on 127.0.0.1 (the CLI
+    """A registry for registry.terraform.io/immuta-pg/immuta on localhost (the CLI
     configuration's `host` block points the hostname's providers.v1 service at it)."""
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
@@ -640,10 +641,14 @@ def private_registry(release: Release, tmp_path: Path) -> Iterator[Registry]:
         env=gpg_env,
     )
 
+    # A self-signed certificate for localhost (also a server certificate), trusted by
+    # Terraform through SSL_CERT_FILE.
+    certificate = make_client_certificate()
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    make_loopback_certificate(cert, key)
+    cert.write_text(certificate.cert_pem)
+    key.write_text(certificate.key_pem)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    base = f"https://127.0.0.1:{server.server_address[1]}"
+    base = f"https://localhost:{server.server_address[1]}"
     download = {
         "protocols": ["6.0"],
         "os": "linux",
@@ -700,43 +705,6 @@ def private_registry(release: Release, tmp_path: Path) -> Iterator[Registry]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def make_loopback_certificate(cert_path: Path, key_path: Path) -> None:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 # ---------------------------------------------------------------- the development mirror
