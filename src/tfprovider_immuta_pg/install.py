@@ -125,9 +125,8 @@ def archive_bytes(version: str = __version__) -> bytes:
 
 def default_platform() -> str:
     """Terraform's name (OS_ARCH) for this machine's platform."""
-    system = {"linux": "linux", "darwin": "darwin", "freebsd": "freebsd"}.get(sys.platform)
-    if system is None and sys.platform.startswith("freebsd"):
-        system = "freebsd"
+    system = "freebsd" if sys.platform.startswith("freebsd") else sys.platform
+    system = system if system in ("linux", "darwin", "freebsd") else None
     arch = {
         "x86_64": "amd64",
         "amd64": "amd64",
@@ -298,21 +297,10 @@ def install(target: Target, python: str = sys.executable) -> Report:
         raise InstallError(
             "--python-beside-mirror works with the unpacked layout only (no --packed)"
         )
-    mirror = target.mirror
     if target.packed:
         changed = write_if_changed(target.installed_path, archive_bytes())
     else:
-        folder = package_dir(mirror, target.platform_name)
-        # The h1: hash covers every file of this folder: anything else in it must go.
-        strays = (
-            [p for p in folder.iterdir() if p.name != executable_name()] if folder.is_dir() else []
-        )
-        for stray in strays:
-            remove(stray)
-            report.say(f"removed {stray} (not part of the provider)")
-        changed = write_if_changed(target.installed_path, launcher_text().encode(), 0o755) or bool(
-            strays
-        )
+        changed = place_launcher(target.installed_path, report)
     pointer_changed = write_if_changed(target.pointer, f"{python}\n".encode())
     state = "installed" if changed else "already installed, unchanged"
     report.say(f"terraform-provider-immuta {__version__} {state}: {target.installed_path}")
@@ -329,6 +317,15 @@ def install(target: Target, python: str = sys.executable) -> Report:
     compile_package()
     advise(report, target)
     return report
+
+
+def place_launcher(path: Path, report: Report) -> bool:
+    """Make the launcher the only file of its folder (the h1: hash covers every file there)."""
+    strays = [p for p in path.parent.iterdir() if p != path] if path.parent.is_dir() else []
+    for stray in strays:
+        remove(stray)
+        report.say(f"removed {stray} (not part of the provider)")
+    return write_if_changed(path, launcher_text().encode(), 0o755) or bool(strays)
 
 
 def check_launcher(launcher: Path, python: str, env: Mapping[str, str]) -> None:
