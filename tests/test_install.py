@@ -24,7 +24,7 @@ import tarfile
 import threading
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,38 +127,58 @@ class Release:
         return self.folder / sums_name()
 
 
-@pytest.fixture(scope="session")
-def release(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Release:
-    """`python -m build` (sdist, then the wheel from the sdist) and `archive`, once per session."""
+def made_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
+    name: str,
+    make: Callable[[Path], None],
+) -> Path:
+    """A folder that `make` fills once per test session; the xdist workers share it, taking
+    turns through a file lock."""
     base = tmp_path_factory.getbasetemp()
     shared = base if worker_id == "master" else base.parent
-    folder = shared / "install-release"
-    with open(shared / "install-release.lock", "w") as lock:
+    folder = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "done").exists():
+        if not (shared / f"{name}.done").exists():
             shutil.rmtree(folder, ignore_errors=True)
-            env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-            run(sys.executable, "-m", "build", "--outdir", folder, REPO, env=env)
-            run(
-                sys.executable,
-                "-m",
-                "tfprovider_immuta_pg.install",
-                "archive",
-                "--out",
-                folder,
-                env=env,
-            )
-            (folder / "done").touch()
-    return Release(folder)
+            folder.mkdir()
+            make(folder)
+            (shared / f"{name}.done").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Release:
+    """`python -m build` (sdist, then the wheel from the sdist) and `archive`, once."""
+
+    def build(folder: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        run(sys.executable, "-m", "build", "--outdir", folder, REPO, env=env)
+        archive = ("-m", "tfprovider_immuta_pg.install", "archive", "--out", folder)
+        run(sys.executable, *archive, env=env)
+
+    return Release(made_once(tmp_path_factory, worker_id, "install-release", build))
 
 
 @dataclass(frozen=True)
 class Install:
-    """One user: a fresh virtual environment, a HOME, and what `install` printed."""
+    """One user: a fresh virtual environment and a HOME under `root`."""
 
-    venv: Path
-    home: Path
-    output: str
+    root: Path
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "venv"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def output(self) -> str:
+        """What `terraform-provider-immuta install` printed."""
+        return (self.root / "install-output").read_text()
 
     @property
     def python(self) -> Path:
@@ -187,35 +207,31 @@ class Install:
         return run(self.command, *args, env=user_env(home or self.home, **extra), check=check)
 
 
-def make_install(root: Path, wheel: Path, *requirements: str) -> Install:
-    venv, home = root / "venv", root / "home"
-    home.mkdir(parents=True)
-    run(sys.executable, "-m", "venv", "--without-pip", venv, env=dict(os.environ))
+def make_install(root: Path, wheel: Path, *requirements: str) -> None:
+    user = Install(root)
+    user.home.mkdir(parents=True)
+    run(sys.executable, "-m", "venv", "--without-pip", user.venv, env=dict(os.environ))
     # This environment's pip installs into the fresh one (pip's cache keeps it quick).
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "--python",
-        venv / "bin/python",
-        "install",
-        "-q",
-        wheel,
-        *requirements,
-        env=dict(os.environ),
-    )
-    output = run(venv / "bin/terraform-provider-immuta", "install", env=user_env(home)).stdout
-    return Install(venv, home, output)
+    pip = (sys.executable, "-m", "pip", "--python", user.python, "install", "-q")
+    run(*pip, wheel, *requirements, env=dict(os.environ))
+    (root / "install-output").write_text(user.run("install").stdout)
 
 
-@pytest.fixture(scope="module")
-def installs(release: Release, tmp_path_factory: pytest.TempPathFactory) -> tuple[Install, ...]:
+@pytest.fixture(scope="session")
+def installs(
+    release: Release, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> tuple[Install, ...]:
     """Two users: different paths (with spaces), and the second on the oldest protobuf the
-    package accepts (the build's gencode must run on it)."""
-    root = tmp_path_factory.mktemp("installs")
-    first = make_install(root / "first user", release.wheel)
-    second = make_install(root / "second/user two", release.wheel, f"protobuf=={protobuf_floor()}")
-    return first, second
+    package accepts (the build's gencode must run on it). Tests change neither: they copy a
+    HOME before changing it."""
+    roots = ("first user", "second/user two")
+
+    def make(folder: Path) -> None:
+        make_install(folder / roots[0], release.wheel)
+        make_install(folder / roots[1], release.wheel, f"protobuf=={protobuf_floor()}")
+
+    folder = made_once(tmp_path_factory, worker_id, "install-users", make)
+    return tuple(Install(folder / root) for root in roots)
 
 
 def protobuf_floor() -> str:
