@@ -125,8 +125,8 @@ def archive_bytes(version: str = __version__) -> bytes:
 
 def default_platform() -> str:
     """Terraform's name (OS_ARCH) for this machine's platform."""
-    system = "freebsd" if sys.platform.startswith("freebsd") else sys.platform
-    system = system if system in ("linux", "darwin", "freebsd") else None
+    name = "freebsd" if sys.platform.startswith("freebsd") else sys.platform
+    system = name if name in ("linux", "darwin", "freebsd") else None
     arch = {
         "x86_64": "amd64",
         "amd64": "amd64",
