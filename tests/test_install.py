@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import Terraform, connection_block, hcl_string, provider_block
+from harness import Raw, Terraform, connection_block, provider_block, resource
 from harness.plugin import make_client_certificate
 from harness.postgres import PostgresServer
 from packaging.requirements import Requirement
@@ -348,10 +348,12 @@ def test_init_and_apply_with_no_cli_configuration_and_one_lock_file_for_both(
             terraform.write(
                 provider_block(pg17)
                 + connection_block(db.host, db.port, db.name)
-                + 'resource "immuta_user_mapping" "alice" {\n'
-                "  connection_id = immuta_postgres_connection.main.id\n"
-                f"  immuta_user   = {hcl_string('alice@example.com')}\n"
-                "}\n"
+                + resource(
+                    "immuta_user_mapping",
+                    "alice",
+                    connection_id=Raw("immuta_postgres_connection.main.id"),
+                    immuta_user="alice@example.com",
+                )
             )
             init = terraform.init()
             assert "Installing immuta-pg/immuta v0.1.0" in init.stdout
