@@ -619,7 +619,7 @@ def test_plan_create(grpc_stub) -> None:
         "registered_at",
     ):
         assert planned[name] is UNKNOWN, name
-    # The id is unknown, or already known exactly as DESIGN.md spells it.
+    # The id is unknown, or already known exactly as the import ID spells it.
     assert planned["id"] is UNKNOWN or planned["id"] == "db.example.com:5432/immuta/Production"
     assert list(response.requires_replace) == []
 
@@ -655,7 +655,7 @@ def test_plan_hostname_change_is_in_place(grpc_stub) -> None:
     assert list(response.requires_replace) == []
     assert planned["hostname"] == "db2.example.com"
     assert planned["display_name"] == "Production"
-    # DESIGN.md: an in-place change of hostname plans the id as known after apply.
+    # An in-place change of hostname plans the id as known after apply (the id holds it).
     assert planned["id"] is UNKNOWN or planned["id"] == "db2.example.com:5432/immuta/Production"
     assert planned["id"] != prior["id"]
 
