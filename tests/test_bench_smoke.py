@@ -81,4 +81,4 @@ def test_nested_plan_bench_prints_a_row_per_measure() -> None:
     for label in ("plan, one entry changed", "plan, nothing changed", "plan, create", "validate"):
         row = re.search(rf"^\| {label} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
         assert row, out
-        assert 0 < float(row[1]) and 0 < float(row[2]), out
+        assert float(row[1]) > 0 and float(row[2]) > 0, out

@@ -57,7 +57,8 @@ def plan_change(schema: Schema, prior: Any, proposed: Any, config: Any) -> tuple
     The plan merges configuration over prior state as Terraform's proposed new state
     does (configured values win; computed values left unset keep their prior value),
     matching each element of a list by index, of a map by key and of a set by its
-    non-computed values. Then defaults fill what the configuration leaves null,
+    non-computed values; it makes that merge itself, element by element, so `proposed`
+    only tells a destroy (null) apart. Then defaults fill what the configuration leaves null,
     write-only values are dropped, and semantically equal values keep their prior
     spelling.
 

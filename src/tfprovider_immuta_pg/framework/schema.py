@@ -141,7 +141,8 @@ class Block:
 
 
 def elements(nesting: str, value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
-    """The known element objects of a nested value, each with its path."""
+    """The elements of a known nested value, each with its path (an element may be null or
+    unknown: a map or list can hold one)."""
     if value is None or value is UNKNOWN:
         return
     if nesting == SINGLE:
