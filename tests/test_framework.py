@@ -416,8 +416,8 @@ def test_unchanged_map_plans_exactly_the_prior_state() -> None:
     assert is_wholly_known(planned)
 
 
-def test_one_changed_entry_of_many_is_the_only_one_with_unknown_values() -> None:
-    prior = mappings_state(1000)
+def test_one_changed_entry_of_10000_is_the_only_one_with_unknown_values() -> None:
+    prior = mappings_state(10_000)
     config = config_for(prior)
     config["mappings"]["user7@example.com"]["postgres"]["username"] = "someone_else"
     planned, replace = plan_change(MAPPINGS, prior, copy.deepcopy(prior), config)
