@@ -27,7 +27,8 @@ class Access:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self.pool = ConnectionPool()
-        self.current_stores: set[Target] = set()  # Immuta databases whose store is up to date
+        # Immuta databases whose state store is up to date (host, port, database): checked once
+        self.current_stores: set[tuple[str, int, str]] = set()
         self._aws: AwsClient | None = None
 
     def configure(self, settings: Settings) -> None:

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 from psycopg.errors import DependentObjectsStillExist, UndefinedTable, UniqueViolation
 
+from .mapping_rules import SINGLE_OWNER
 from .pg import one_row
 
 if TYPE_CHECKING:
@@ -90,6 +92,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (connection_key, database_name)
     );
     """,
+    # 3: who manages each mapping, and which immuta_user_mappings owns a connection's
+    # mappings exclusively. Before this version only immuta_user_mapping wrote mappings.
+    """
+    ALTER TABLE {s}.user_mappings ADD COLUMN managed_by text;
+    UPDATE {s}.user_mappings SET managed_by = 'immuta_user_mapping';
+    ALTER TABLE {s}.connections ADD COLUMN mappings_owner text;
+    """,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 STORE_TABLES = (
@@ -150,8 +159,9 @@ def schema_version(conn: psycopg.Connection) -> int:
     return version or 0
 
 
-def _migrate(conn: psycopg.Connection) -> None:
-    """Inside a locked transaction: bring the schema to LATEST_VERSION."""
+def migrate(conn: psycopg.Connection, target: int = LATEST_VERSION) -> None:
+    """Inside a locked transaction: bring the schema to `target` (tests build older stores
+    with a lower one)."""
     current = schema_version(conn)
     if current > LATEST_VERSION:
         raise StoreError(
@@ -166,7 +176,7 @@ def _migrate(conn: psycopg.Connection) -> None:
                 "applied_at timestamptz NOT NULL DEFAULT now())"
             )
         )
-    for version in range(current + 1, LATEST_VERSION + 1):
+    for version in range(current + 1, target + 1):
         conn.execute(_q(MIGRATIONS[version - 1]))
         conn.execute(_q("INSERT INTO {s}.schema_version (version) VALUES (%s)"), (version,))
 
@@ -182,7 +192,16 @@ def write_transaction(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         if create or schema_version(conn):
-            _migrate(conn)
+            migrate(conn)
+        yield conn
+
+
+@contextmanager
+def locked(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """One transaction serialised with every other writer, on a store known to be current
+    (see `ensure_current`)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         yield conn
 
 
@@ -347,12 +366,19 @@ class MappingRow:
     aws_user_type: str | None
     aws_principal: str | None
     aws_principal_arn: str | None
+    managed_by: str | None = SINGLE_OWNER
 
 
 _MAPPING_COLUMNS = (
     "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
-    "aws_user_type, aws_principal, aws_principal_arn"
+    "aws_user_type, aws_principal, aws_principal_arn, managed_by"
 )
+_COLUMN_NAMES = _MAPPING_COLUMNS.split(", ")
+_row_values = attrgetter(*_COLUMN_NAMES)  # a MappingRow as the tuple of its columns
+# Read by name, so a store not upgraded yet (before version 3) still reads: its mappings
+# were all written by immuta_user_mapping, and no connection had an exclusive owner.
+_MANAGED_BY = f"coalesce(to_jsonb(m) ->> 'managed_by', '{SINGLE_OWNER}')"
+_MAPPINGS_OWNER = "to_jsonb(c) ->> 'mappings_owner'"
 
 
 @dataclass(frozen=True)
@@ -360,10 +386,12 @@ class MappingLookup:
     deployment_type: str | None  # None: the connection is not registered
     mapping: MappingRow | None
     roles: list[str]  # PostgreSQL roles matching the wanted name in any case
+    exclusive_owner: str | None = None  # the immuta_user_mappings owning every mapping
 
 
 _MAPPING_LOOKUP = f"""
-SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", "))},
+SELECT c.deployment_type, {_MAPPINGS_OWNER},
+       {", ".join("m." + c for c in _COLUMN_NAMES[:-1])}, {_MANAGED_BY},
        ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
              %(wanted)s,
              CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
@@ -388,15 +416,44 @@ def look_up_mapping(
         )
     except UndefinedTable:
         return MappingLookup(None, None, [])
-    deployment, *mapping, roles = row
-    return MappingLookup(deployment, MappingRow(*mapping) if mapping[0] else None, roles)
+    deployment, exclusive_owner, *mapping, roles = row
+    return MappingLookup(
+        deployment, MappingRow(*mapping) if mapping[0] else None, roles, exclusive_owner
+    )
 
 
-def ensure_current(conn: psycopg.Connection) -> None:
-    """Migrate the store when an older provider version created it."""
-    if schema_version(conn) != LATEST_VERSION:
+def is_current(conn: psycopg.Connection, known_current: set[Any]) -> bool:
+    """Whether the store is at LATEST_VERSION (remembered in `known_current`, as below)."""
+    where = (conn.info.host, conn.info.port, conn.info.dbname)
+    if where in known_current:
+        return True
+    if schema_version(conn) == LATEST_VERSION:
+        known_current.add(where)
+        return True
+    return False
+
+
+def ensure_current(
+    conn: psycopg.Connection, known_current: set[Any] | None = None, create: bool = True
+) -> bool:
+    """Migrate the store when an older provider version created it, or create it (unless
+    not `create`); whether there is a store now.
+
+    `known_current` holds the Immuta databases a process already checked (host, port,
+    database): the one of `conn` is added to it, and not checked again.
+    """
+    where = (conn.info.host, conn.info.port, conn.info.dbname)
+    if known_current is not None and where in known_current:
+        return True
+    version = schema_version(conn)
+    if version == 0 and not create:
+        return False
+    if version != LATEST_VERSION:
         with write_transaction(conn):
             pass
+    if known_current is not None:
+        known_current.add(where)
+    return True
 
 
 def save_mapping(conn: psycopg.Connection, row: MappingRow) -> str | None:
@@ -406,47 +463,243 @@ def save_mapping(conn: psycopg.Connection, row: MappingRow) -> str | None:
     """
     try:
         with conn.transaction():
-            upsert_mapping(conn, row)
+            conn.execute(
+                _q(
+                    f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
+                    f"VALUES ({', '.join(['%s'] * len(_COLUMN_NAMES))}) "
+                    "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
+                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMN_NAMES[2:])
+                    + ", updated_at = now()"
+                ),
+                _row_values(row),
+            )
     except UniqueViolation:
-        holder = conn.execute(
-            _q(
-                "SELECT immuta_user FROM {s}.user_mappings WHERE connection_key = %s "
-                "AND aws_user_type = 'iam_role' AND aws_principal_arn = %s"
-            ),
-            (row.connection_key, row.aws_principal_arn),
-        ).fetchone()
-        return holder[0] if holder else "another Immuta user"
+        holders = role_holders(conn, row.connection_key, [row.aws_principal_arn or ""], [])
+        return holders.get(row.aws_principal_arn or "", "another Immuta user")
     return None
 
 
-def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
-    conn.execute(
+def delete_mapping(conn: psycopg.Connection, key: str, user: str, owner: str | None) -> str | None:
+    """Delete the mapping if `owner` manages it, or nobody does (any mapping: owner None);
+    else leave it and return the one who manages it."""
+    found = conn.execute(
         _q(
-            f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
-            "postgres_mode = EXCLUDED.postgres_mode, "
-            "postgres_username = EXCLUDED.postgres_username, "
-            "postgres_role = EXCLUDED.postgres_role, "
-            "aws_user_type = EXCLUDED.aws_user_type, aws_principal = EXCLUDED.aws_principal, "
-            "aws_principal_arn = EXCLUDED.aws_principal_arn, updated_at = now()"
+            "DELETE FROM {s}.user_mappings WHERE connection_key = %(key)s "
+            "AND immuta_user = %(user)s AND (%(any)s OR managed_by IS NULL "
+            "OR managed_by = %(owner)s) RETURNING 1"
         ),
-        (
-            row.connection_key,
-            row.immuta_user,
-            row.postgres_mode,
-            row.postgres_username,
-            row.postgres_role,
-            row.aws_user_type,
-            row.aws_principal,
-            row.aws_principal_arn,
-        ),
+        {"key": key, "user": user, "owner": owner or "", "any": owner is None},
+    ).fetchone()
+    if found is None and owner is not None:
+        return foreign_owners(conn, key, owner, [user]).get(user)
+    return None
+
+
+# ------------------------------------------------------------------ sets of user mappings
+
+
+@dataclass(frozen=True)
+class MappingSetView:
+    """A connection's mappings (some or all), and the PostgreSQL roles they may map to."""
+
+    deployment_type: str | None  # None: the connection is not registered
+    exclusive_owner: str | None
+    rows: dict[str, MappingRow]  # by Immuta user
+    roles: dict[str, list[str]]  # lower-case name -> the roles matching it in any case
+
+
+_ROLE_OF_ROW = (
+    "lower(CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE m.immuta_user END)"
+)
+
+
+def read_mappings(
+    conn: psycopg.Connection,
+    key: str,
+    users: Iterable[str] | None,
+    role_names: Iterable[str] | None = None,
+    current: bool = True,
+) -> MappingSetView:
+    """The connection, its mappings of `users` (None: every one) and the roles matching
+    `role_names` in any case (None: the names the mappings point at): one round trip.
+
+    Not `current`: the store is older than this provider (and a read does not upgrade it):
+    before version 3, every mapping was immuta_user_mapping's and no connection had an
+    exclusive owner.
+    """
+    chosen = "m.connection_key = %(key)s AND (%(all)s OR m.immuta_user = ANY(%(users)s))"
+    columns = (
+        _MAPPING_COLUMNS if current else _MAPPING_COLUMNS.replace("managed_by", f"'{SINGLE_OWNER}'")
+    )
+    exclusive_owner = "c.mappings_owner" if current else "NULL"
+    if role_names is None:
+        wanted = f"(SELECT {_ROLE_OF_ROW} FROM {{s}}.user_mappings m WHERE {chosen})"
+    else:
+        wanted = "(SELECT lower(n) FROM unnest(%(names)s::text[]) AS n)"
+    params = {
+        "key": key,
+        "all": users is None,
+        "users": [] if users is None else list(users),
+        "names": [] if role_names is None else list(role_names),
+    }
+    try:
+        with conn.pipeline():
+            connection = conn.execute(
+                _q(
+                    f"SELECT c.deployment_type, {exclusive_owner} FROM {{s}}.connections c "
+                    "WHERE c.connection_key = %(key)s"
+                ),
+                params,
+            )
+            mappings = conn.execute(
+                _q(f"SELECT {columns} FROM {{s}}.user_mappings m WHERE {chosen}"), params
+            )
+            roles = conn.execute(
+                _q(
+                    "SELECT lower(r.rolname), array_agg(r.rolname ORDER BY r.rolname) "
+                    f"FROM pg_roles r WHERE lower(r.rolname) IN {wanted} GROUP BY 1"
+                ),
+                params,
+            )
+    except UndefinedTable:
+        return MappingSetView(None, None, {}, {})
+    found = connection.fetchone()
+    return MappingSetView(
+        found[0] if found else None,
+        found[1] if found else None,
+        {row[1]: MappingRow(*row) for row in mappings},
+        dict(roles.fetchall()),
     )
 
 
-def delete_mapping(conn: psycopg.Connection, key: str, user: str) -> None:
-    with suppress(UndefinedTable):  # no store: nothing to delete
-        conn.execute(
-            _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = %s"),
-            (key, user),
+@dataclass(frozen=True)
+class Owners:
+    """Under the store's lock: who else manages what a write would touch."""
+
+    deployment_type: str | None  # None: the connection is not registered
+    exclusive_owner: str | None
+    foreign: dict[str, str]  # Immuta user -> the other manager
+    unmanaged: list[str]  # Immuta users whose mapping nobody manages (made outside Terraform)
+    role_holders: dict[str, str]  # IAM role ARN -> the Immuta user holding it
+
+
+def owners(
+    conn: psycopg.Connection,
+    key: str,
+    owner: str,
+    users: Iterable[str],
+    every_user: bool = False,
+    arns: Iterable[str] = (),
+    writing: Iterable[str] = (),
+) -> Owners:
+    """The connection's exclusive owner; the managers other than `owner` of `users` (or of
+    every mapping of the connection), and those of them nobody manages; the holders of IAM
+    roles `arns` other than the users being written: one round trip."""
+    params = {
+        "key": key,
+        "owner": owner,
+        "users": list(users),
+        "all": every_user,
+        "arns": list(arns),
+        "writing": list(writing),
+    }
+    with conn.pipeline():
+        connection = conn.execute(
+            _q(
+                "SELECT deployment_type, mappings_owner FROM {s}.connections "
+                "WHERE connection_key = %(key)s"
+            ),
+            params,
         )
+        foreign = conn.execute(
+            _q(
+                "SELECT immuta_user, managed_by FROM {s}.user_mappings WHERE connection_key = "
+                "%(key)s AND managed_by IS DISTINCT FROM %(owner)s "
+                "AND (%(all)s OR immuta_user = ANY(%(users)s))"
+            ),
+            params,
+        )
+        holders = conn.execute(
+            _q(
+                "SELECT aws_principal_arn, immuta_user FROM {s}.user_mappings "
+                "WHERE connection_key = %(key)s AND aws_user_type = 'iam_role' "
+                "AND aws_principal_arn = ANY(%(arns)s) AND immuta_user <> ALL(%(writing)s)"
+            ),
+            params,
+        )
+    found = connection.fetchone()
+    others = dict(foreign.fetchall())
+    return Owners(
+        found[0] if found else None,
+        found[1] if found else None,
+        {user: manager for user, manager in others.items() if manager is not None},
+        [user for user, manager in others.items() if manager is None],
+        dict(holders.fetchall()),
+    )
+
+
+def foreign_owners(
+    conn: psycopg.Connection, key: str, owner: str, users: list[str]
+) -> dict[str, str]:
+    """The managers other than `owner` of `users`' mappings."""
+    return owners(conn, key, owner, users).foreign
+
+
+def role_holders(
+    conn: psycopg.Connection, key: str, arns: list[str], writing: list[str]
+) -> dict[str, str]:
+    """IAM role ARN -> the Immuta user holding it on the connection, among users not in
+    `writing`."""
+    return owners(conn, key, "", [], arns=arns, writing=writing).role_holders
+
+
+def replace_mappings(
+    conn: psycopg.Connection,
+    key: str,
+    rows: list[MappingRow],
+    delete: Iterable[str],
+    claim: Iterable[str],
+    owner: str,
+) -> None:
+    """Write `rows` whole, delete the mappings of `delete`, and record `owner` as the
+    manager of `claim`: a handful of statements, whatever the number of rows."""
+    gone = [row.immuta_user for row in rows]
+    gone.extend(delete)
+    if gone:
+        conn.execute(
+            _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = ANY(%s)"),
+            (key, gone),
+        )
+    if rows:
+        copy_sql = _q(f"COPY {{s}}.user_mappings ({_MAPPING_COLUMNS}) FROM STDIN")
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(_row_values(row))
+    claimed = list(claim)
+    if claimed:
+        conn.execute(
+            _q(
+                "UPDATE {s}.user_mappings SET managed_by = %s WHERE connection_key = %s "
+                "AND immuta_user = ANY(%s) AND managed_by IS DISTINCT FROM %s"
+            ),
+            (owner, key, claimed, owner),
+        )
+
+
+def delete_mappings_except(conn: psycopg.Connection, key: str, keep: list[str]) -> list[str]:
+    """Delete every mapping of the connection but those of `keep`; the users deleted."""
+    deleted = conn.execute(
+        _q(
+            "DELETE FROM {s}.user_mappings WHERE connection_key = %s "
+            "AND immuta_user <> ALL(%s) RETURNING immuta_user"
+        ),
+        (key, keep),
+    ).fetchall()
+    return [row[0] for row in deleted]
+
+
+def set_exclusive_owner(conn: psycopg.Connection, key: str, owner: str | None) -> None:
+    conn.execute(
+        _q("UPDATE {s}.connections SET mappings_owner = %s WHERE connection_key = %s"),
+        (owner, key),
+    )

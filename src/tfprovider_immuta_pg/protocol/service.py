@@ -16,6 +16,7 @@ from ..framework import lifecycle
 from ..framework.diagnostics import Diagnostics, ProviderError
 from ..framework.lifecycle import guarded
 from ..framework.provider import Context, DataSource, FunctionError, Provider, Resource, StopSignal
+from ..framework.versions import refuse_older
 from . import logs
 from .codec import CodecError, json_to_value
 from .convert import (
@@ -42,6 +43,7 @@ class ProviderService:
         self.provider = provider
         self.stop_signal = StopSignal()
         self._schema_response: pb.GetProviderSchema.Response | None = None
+        self.terraform_version = ""  # from ConfigureProvider: the release running this process
 
     # ------------------------------------------------------------ metadata
 
@@ -114,6 +116,7 @@ class ProviderService:
         self, request: pb.ConfigureProvider.Request, context: object
     ) -> pb.ConfigureProvider.Response:
         diags = Diagnostics()
+        self.terraform_version = request.terraform_version
 
         def body() -> None:
             config = value_from_proto(request.config, self.provider.schema.value_type)
@@ -140,6 +143,14 @@ class ProviderService:
             )
         return resource
 
+    def _too_old(self, type_name: str, diags: Diagnostics) -> bool:
+        """Whether the Terraform running this process is older than the resource allows
+        (an error in `diags`): its values are then not sent back at all."""
+        resource = self.provider.resources.get(type_name)
+        return resource is not None and refuse_older(
+            type_name, resource.minimum_terraform, self.terraform_version, diags
+        )
+
     def _context(self, diags: Diagnostics, private: bytes = b"", config: Any = None) -> Context:
         return Context(
             diags=diags, private=private, config=config, stop=self.stop_signal, log=logs.log
@@ -159,6 +170,8 @@ class ProviderService:
         self, request: pb.UpgradeResourceState.Request, context: object
     ) -> pb.UpgradeResourceState.Response:
         diags = Diagnostics()
+        if self._too_old(request.type_name, diags):
+            return pb.UpgradeResourceState.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> pb.DynamicValue:
             resource = self._resource(request.type_name)
@@ -182,6 +195,8 @@ class ProviderService:
         self, request: pb.ReadResource.Request, context: object
     ) -> pb.ReadResource.Response:
         diags = Diagnostics()
+        if self._too_old(request.type_name, diags):
+            return pb.ReadResource.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> pb.ReadResource.Response:
             resource = self._resource(request.type_name)
@@ -205,6 +220,9 @@ class ProviderService:
     ) -> pb.PlanResourceChange.Response:
         diags = Diagnostics()
         response = pb.PlanResourceChange.Response()
+        if self._too_old(request.type_name, diags):
+            response.diagnostics.extend(diagnostics_to_proto(diags))
+            return response
 
         def body() -> None:
             resource = self._resource(request.type_name)
@@ -257,6 +275,8 @@ class ProviderService:
     ) -> pb.ImportResourceState.Response:
         diags = Diagnostics()
         imported = []
+        if self._too_old(request.type_name, diags):
+            return pb.ImportResourceState.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> None:
             resource = self._resource(request.type_name)

@@ -14,10 +14,16 @@ from ...framework.schema import (
     Schema,
     UseStateForUnknown,
 )
-from ...framework.types import BOOL, STRING
+from ...framework.types import STRING
 from .. import rules
 from ..ids import connection_id_problem
-from ..mapping_rules import AWS_BLOCK, POSTGRES_BLOCK, AwsBlock, PostgresBlock
+from ..mapping_rules import (
+    AWS_BLOCK,
+    POSTGRES_BLOCK,
+    VERIFIED_ATTRIBUTES,
+    AwsBlock,
+    PostgresBlock,
+)
 
 USER_MAPPING_SCHEMA = Schema(
     Block(
@@ -53,21 +59,7 @@ USER_MAPPING_SCHEMA = Schema(
                 computed=True,
                 plan_modifiers=[UseStateForUnknown()],
             ),
-            "postgres_user_found": Attribute(
-                BOOL,
-                "Whether the PostgreSQL role exists. When false Immuta treats the user as `none`.",
-                computed=True,
-            ),
-            "effective_postgres_username": Attribute(
-                STRING,
-                "The PostgreSQL role the user maps to, as PostgreSQL spells it; null when none.",
-                computed=True,
-            ),
-            "aws_principal_arn": Attribute(
-                STRING,
-                "Resolved ARN of the IAM role or user.",
-                computed=True,
-            ),
+            **VERIFIED_ATTRIBUTES,
         },
         blocks={
             "postgres": NestedBlock(POSTGRES_BLOCK, SINGLE),
@@ -88,5 +80,16 @@ class MappingState(TypedDict):
     aws_principal_arn: str | None
 
 
-REVERIFY_MARK = b"reverify"  # private state: a role or principal changed since the last apply
-VERIFIED = ("postgres_user_found", "effective_postgres_username", "aws_principal_arn")
+# Private state: flags separated by commas.
+REVERIFY = b"reverify"  # a role or principal changed since the last apply
+ADOPT = b"adopt"  # imported while another resource managed it: the next apply takes it over
+
+
+def flags(private: bytes) -> set[bytes]:
+    return set(private.split(b",")) - {b""}
+
+
+def with_flag(private: bytes, flag: bytes, on: bool) -> bytes:
+    found = flags(private)
+    found = found | {flag} if on else found - {flag}
+    return b",".join(sorted(found))

@@ -6,19 +6,25 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
-import psycopg
+from psycopg.errors import UndefinedTable
 
 from ...framework.diagnostics import ProviderError
 from ...framework.provider import Context
 from .. import store
 from ..access import Access
 from ..errors import DatabaseMissing
-from ..ids import ConnectionId, InvalidId, MappingId, parse_import_id
+from ..ids import ConnectionId, MappingId, parse_import_id
 from ..mapping_rules import (
+    SINGLE_OWNER,
     Wanted,
     aws_changed,
     blocks_as_written,
     check_aws_allowed,
+    connection_owned_elsewhere,
+    location,
+    managed_elsewhere,
+    not_registered,
+    owner_label,
     pick_role,
     require_aws_principal,
     role_taken,
@@ -26,7 +32,9 @@ from ..mapping_rules import (
     warn_missing_role,
 )
 from ..pg import Target
-from .schema import REVERIFY_MARK, MappingState
+from .schema import ADOPT, REVERIFY, MappingState, flags, with_flag
+
+RESOURCE = "immuta_user_mapping"
 
 
 class MappingWorker:
@@ -34,32 +42,16 @@ class MappingWorker:
         self.access = access
         self.ctx = ctx
 
-    def _location(self, connection_id: str) -> tuple[ConnectionId, Target]:
-        try:
-            cid = ConnectionId.parse(connection_id)
-        except InvalidId as exc:
-            raise ProviderError("Invalid connection_id", str(exc), ("connection_id",)) from None
-        return cid, Target(cid.hostname, cid.port, cid.database)
-
-    def _not_registered(self, cid: ConnectionId, target: Target) -> ProviderError:
-        return ProviderError(
-            f"Connection {cid.display_name!r} is not registered",
-            f"No connection {str(cid)!r} is registered in {target.where}. Register it with an "
-            "immuta_postgres_connection first (reference its id so Terraform orders them), "
-            "or fix connection_id.",
-            ("connection_id",),
-        )
-
     # ------------------------------------------------------------------ create / update
 
     def create(self, planned: dict[str, Any]) -> MappingState:
-        cid, target = self._location(planned["connection_id"])
+        cid, target = location(planned["connection_id"])
         user = planned["immuta_user"]
         wanted = Wanted.of(planned)
         with self.access.connect(target, self.ctx) as conn:
             found = store.look_up_mapping(conn, cid.display_name, user, wanted.role_name(user))
         if found.deployment_type is None:
-            raise self._not_registered(cid, target)
+            raise not_registered(cid, target)
         check_aws_allowed(wanted.aws_user_type, found.deployment_type, cid)
         role = pick_role(found.roles, wanted.postgres_mode, wanted.role_name(user))
         verified = require_aws_principal(self.access, wanted)
@@ -72,19 +64,36 @@ class MappingWorker:
             wanted.aws_user_type,
             wanted.aws_principal,
             verified.aws_principal_arn,
+            SINGLE_OWNER,
         )
+        adopting = ADOPT in flags(self.ctx.private)
         with self.access.connect(target, self.ctx) as conn:
-            if target not in self.access.current_stores:
-                store.ensure_current(conn)
-                self.access.current_stores.add(target)
-            try:
+            store.ensure_current(conn, self.access.current_stores)
+            with store.locked(conn):
+                owners = store.owners(conn, cid.display_name, SINGLE_OWNER, [user])
+                if owners.deployment_type is None:
+                    raise not_registered(cid, target)
+                self._refuse_others(owners, user, cid, adopting)
                 holder = store.save_mapping(conn, row)
-            except psycopg.errors.ForeignKeyViolation:
-                raise self._not_registered(cid, target) from None
         if holder is not None:
             raise role_taken(wanted.aws_principal, holder, cid)
+        self.ctx.private = with_flag(self.ctx.private, ADOPT, False)
         warn_missing_role(self.ctx, wanted, user, role, target)
         return state_from(planned, row, cid)
+
+    def _refuse_others(
+        self, owners: store.Owners, user: str, cid: ConnectionId, adopting: bool
+    ) -> None:
+        """Another resource manages the mapping, or every mapping of the connection."""
+        if adopting:
+            return  # imported on purpose: this apply takes it over
+        other = owners.foreign.get(user)
+        if other is not None:
+            raise managed_elsewhere(user, other, RESOURCE, cid, ("immuta_user",))
+        if owners.exclusive_owner is not None:
+            raise connection_owned_elsewhere(
+                owners.exclusive_owner, RESOURCE, cid, ("immuta_user",)
+            )
 
     def update(self, prior: MappingState, planned: dict[str, Any]) -> MappingState:
         return self.create(planned)  # the mapping is written whole, as on create
@@ -92,20 +101,30 @@ class MappingWorker:
     # ------------------------------------------------------------------ read / delete / import
 
     def read(self, state: MappingState) -> MappingState | None:
-        cid, target = self._location(state["connection_id"])
+        cid, target = location(state["connection_id"])
         user = state["immuta_user"]
         with self.access.connect(target, self.ctx) as conn:
             row = store.look_up_mapping(conn, cid.display_name, user)
         if row.mapping is None:
             return None
         stored = row.mapping
+        if self._taken(stored):
+            self.ctx.diags.warning(
+                f"Mapping of {user!r} is managed by another resource",
+                f"On connection {cid.display_name!r} the mapping of {user!r} is now managed "
+                f"by {owner_label(stored.managed_by or '')}, so this immuta_user_mapping "
+                "no longer manages it and leaves Terraform's state. Remove the resource from "
+                "the configuration (or import the mapping back into it).",
+                ("immuta_user",),
+            )
+            return None
         wanted = stored.postgres_username if stored.postgres_mode == "username" else user
         role = pick_role(row.roles, stored.postgres_mode, wanted, strict=False)
         verified = verify_aws(self.access, stored.aws_user_type, stored.aws_principal, retry=False)
         changed = role != stored.postgres_role or aws_changed(
             stored.aws_user_type, verified, stored.aws_principal_arn
         )
-        self.ctx.private = REVERIFY_MARK if changed else b""
+        self.ctx.private = with_flag(self.ctx.private, REVERIFY, changed)
         iam = stored.aws_user_type in ("iam_role", "iam_user")
         live = replace(
             stored,
@@ -114,13 +133,35 @@ class MappingWorker:
         )
         return state_from(state, live, cid)
 
+    def _taken(self, stored: store.MappingRow) -> bool:
+        """Whether another resource manages the mapping now (and this one did not import it)."""
+        return stored.managed_by not in (None, SINGLE_OWNER) and ADOPT not in flags(
+            self.ctx.private
+        )
+
     def delete(self, state: MappingState) -> None:
-        cid, target = self._location(state["connection_id"])
+        cid, target = location(state["connection_id"])
+        user = state["immuta_user"]
+        adopting = ADOPT in flags(self.ctx.private)
         with (
             suppress(DatabaseMissing),  # the Immuta database is gone, the mapping with it
             self.access.connect(target, self.ctx) as conn,
         ):
-            store.delete_mapping(conn, cid.display_name, state["immuta_user"])
+            if not store.ensure_current(conn, self.access.current_stores, create=False):
+                return  # no store: nothing to delete
+            other = None
+            with suppress(UndefinedTable), store.locked(conn):  # the store dropped meanwhile
+                other = store.delete_mapping(
+                    conn, cid.display_name, user, None if adopting else SINGLE_OWNER
+                )
+            if other is not None:
+                self.ctx.diags.warning(
+                    f"Mapping of {user!r} left in place",
+                    f"On connection {cid.display_name!r} the mapping of {user!r} is managed by "
+                    f"{owner_label(other)}; it stays, and this immuta_user_mapping leaves "
+                    "Terraform's state.",
+                    ("immuta_user",),
+                )
 
     def import_state(self, import_id: str) -> MappingState:
         mid = parse_import_id(MappingId.parse, import_id)
@@ -128,13 +169,16 @@ class MappingWorker:
         with self.access.connect(target, self.ctx) as conn:
             found = store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
         if found.deployment_type is None:
-            raise self._not_registered(mid.connection, target)
+            raise not_registered(mid.connection, target)
         if found.mapping is None:
             raise ProviderError(
                 "Cannot import immuta_user_mapping",
                 f"Immuta user {mid.immuta_user!r} has no mapping on connection "
                 f"{str(mid.connection)!r}. Check the user name (case matters).",
             )
+        # A mapping another resource manages, imported on purpose: the next apply takes it over.
+        adopt = found.mapping.managed_by not in (None, SINGLE_OWNER) or bool(found.exclusive_owner)
+        self.ctx.private = ADOPT if adopt else b""
         values = {"connection_id": str(mid.connection), "immuta_user": mid.immuta_user}
         return state_from(values, found.mapping, mid.connection)
 
@@ -143,7 +187,7 @@ class MappingWorker:
 
         A server that cannot be reached at plan time is no error here: apply checks again.
         """
-        cid, target = self._location(connection_id)
+        cid, target = location(connection_id)
         try:
             with self.access.connect(target, self.ctx) as conn:
                 return store.look_up_mapping(conn, cid.display_name, "").deployment_type
