@@ -9,6 +9,8 @@ wrote them).
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from harness import (
     MotoServer,
     PostgresServer,
     Raw,
+    Result,
     Terraform,
     block,
     resource,
@@ -633,3 +636,56 @@ def test_store_upgrades_from_the_previous_version(
     assert [v[0] for v in versions] == list(range(1, store.LATEST_VERSION + 1))
     assert rows(immuta_db)["legacy"]["managed_by"] == "immuta_user_mapping"
     assert "fresh" not in rows(immuta_db), "the refused apply wrote nothing"
+
+
+# ------------------------------------------------------------------ Terraform 1.0
+
+
+TERRAFORM_1_0 = Path(__file__).resolve().parents[1] / ".cache" / "terraform-1.0.3" / "terraform"
+
+
+@pytest.mark.pg17_only
+def test_terraform_before_1_0_9_is_refused_before_it_crashes(
+    terraform: Terraform, immuta_db: Database, pg_server: PostgresServer
+) -> None:
+    """Terraform 1.0.0 to 1.0.8 panic on a map of nested objects; the provider refuses the
+    resource first, at plan, refresh and import, naming both versions."""
+    if not TERRAFORM_1_0.exists():
+        pytest.skip(f"{TERRAFORM_1_0} is installed by tools/install-test-servers.sh")
+    refusal = "immuta_user_mappings needs Terraform 1.0.9 or later (this is 1.0.3)"
+
+    def old(*args: str) -> Result:
+        command = [str(TERRAFORM_1_0), *args, "-no-color"]
+        done = subprocess.run(
+            command, cwd=terraform.workdir, env=terraform.env, capture_output=True, text=True
+        )
+        return Result(command, done.returncode, done.stdout, done.stderr)
+
+    # Entries that differ in whether `postgres` is set: 1.0.3 panics on those as well.
+    config = (
+        provider_block(immuta_db.server)
+        + connection_hcl(immuta_db)
+        + mappings_block({"a": {"postgres": {"mode": "none"}}, "b": {}})
+    )
+    terraform.write(config)
+    assert old("init").returncode == 0
+    for command in (("plan",), ("apply", "-auto-approve")):
+        result = old(*command)
+        assert result.returncode == 1 and refusal in result.text, result.output
+        assert "panic" not in result.output
+    assert rows(immuta_db) == {}
+
+    with step("a state written by a newer Terraform: refresh and import are refused too"):
+        terraform.apply()
+        state = terraform.state_file_text()
+        stored = store_dump(immuta_db)
+        result = old("plan")
+        assert result.returncode == 1 and refusal in result.text, result.output
+        assert "panic" not in result.output
+        connection_id = state_of(terraform)["connection_id"]
+        terraform.run("state", "rm", ADDRESS)
+        result = old("import", ADDRESS, connection_id)
+        assert result.returncode == 1 and refusal in result.text, result.output
+        assert ADDRESS not in terraform.resources()
+        assert store_dump(immuta_db) == stored
+        assert state  # the apply above wrote it; 1.0.3 changed nothing in the store

@@ -38,8 +38,7 @@ def refuse_older(type_name: str, minimum: str | None, running: str, diags: Diagn
     diags.error(
         f"{type_name} needs Terraform {minimum} or later (this is {running})",
         f"Terraform {running} cannot handle {type_name}: releases before {minimum} crash on a "
-        "map of nested objects, which this resource holds. Nothing was planned or changed. "
-        f"Upgrade Terraform to {minimum} or later (the version the configuration's "
-        "required_version allows).",
+        "map of nested objects, which this resource holds. Nothing was planned, read or "
+        f"changed. Run this configuration with Terraform {minimum} or later.",
     )
     return True
