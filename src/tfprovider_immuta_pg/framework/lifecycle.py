@@ -105,8 +105,17 @@ class Planned:
     private: bytes
 
 
+# What a request handler may pass as `proposed` when it only knows the proposed new state
+# is not null: planning merges configuration and prior state itself (see plan.plan_change).
+PROPOSED = object()
+
+
 def plan(resource: Resource[Any], prior: Any, proposed: Any, config: Any, ctx: Context) -> Planned:
-    """The framework's planning rules, then the resource's own `modify_plan`."""
+    """The framework's planning rules, then the resource's own `modify_plan`.
+
+    Of `proposed` (Terraform's proposed new state) only whether it is null (a destroy)
+    matters; PROPOSED stands for any value that is not.
+    """
     planned, replace = plan_change(resource.schema, prior, proposed, config)
     if planned is not None:
         resource.modify_plan(prior, planned, config, ctx)

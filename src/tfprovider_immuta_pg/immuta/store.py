@@ -628,7 +628,7 @@ def owners(
             params,
         )
     found = connection.fetchone()
-    others = dict(foreign.fetchall())
+    others: dict[str, str | None] = dict(foreign.fetchall())
     return Owners(
         found[0] if found else None,
         found[1] if found else None,

@@ -22,6 +22,7 @@ from .codec import CodecError, json_to_value
 from .convert import (
     diagnostics_to_proto,
     function_to_proto,
+    is_null,
     path_to_proto,
     schema_to_proto,
     value_from_proto,
@@ -231,7 +232,9 @@ class ProviderService:
             planned = lifecycle.plan(
                 resource,
                 value_from_proto(request.prior_state, ty),
-                value_from_proto(request.proposed_new_state, ty),
+                # Planning needs only whether Terraform proposes a destroy (null): decoding
+                # a value as large as the prior state would cost as much as that one.
+                None if is_null(request.proposed_new_state) else lifecycle.PROPOSED,
                 config,
                 self._context(diags, request.prior_private, config),
             )
