@@ -9,6 +9,7 @@ wrote them).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from harness import (
     Result,
     Terraform,
     block,
+    connection_block,
     resource,
     step,
 )
@@ -261,14 +263,89 @@ def test_import_by_connection_id(tmp_path, immuta_db: Database, pg_server: Postg
         + mappings_block(entries, exclusive=True, connection_id=connection_id)
         + block("import", to=Raw(ADDRESS), id=connection_id)
     )
-    target.plan_changes("1 to import, 0 to add, 0 to change, 0 to destroy")
+    # The change: owner_id, as the apply records the import as the manager of the mappings.
+    target.plan_changes("1 to import, 0 to add, 1 to change, 0 to destroy", "owner_id")
     target.apply()
     imported = state_of(target)
     assert imported["owner_id"] != expected["owner_id"], "an import is a resource of its own"
+    owner = f"immuta_user_mappings/{imported['owner_id']}"
+    assert {r["managed_by"] for r in rows(immuta_db).values()} == {owner}
+    with immuta_db.connect() as conn:
+        assert conn.execute("SELECT mappings_owner FROM immuta.connections").fetchone()[0] == owner
     assert {k: v for k, v in imported.items() if k != "owner_id"} == {
         k: v for k, v in expected.items() if k != "owner_id"
     }
     target.plan_is_empty("exclusive comes back as applied")
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "moving-to-user-mappings.md"
+
+
+def guide_blocks() -> list[str]:
+    """The guide's Terraform snippets, in order: before, after."""
+    return re.findall(r"^```terraform\n(.*?)^```$", GUIDE.read_text(), re.M | re.S)
+
+
+@pytest.mark.pg17_only
+def test_the_moving_guide_moves_every_mapping_and_deletes_none(
+    terraform: Terraform, immuta_db: Database
+) -> None:
+    """docs/guides/moving-to-user-mappings.md, as written, with the Terraform of the suite:
+    no mapping is deleted or rewritten by hand, the set manages them after, the plan is empty."""
+    server = immuta_db.server
+    roles = [unique("guide_"), unique("Guide_")]
+    for role in roles:
+        create_role(server, role)
+    users = {"alice@example.com": roles[0], "bob": roles[1], "carol": "missing_role"}
+    before, after = guide_blocks()
+    config = provider_block(server) + connection_block(
+        immuta_db.host, immuta_db.port, immuta_db.name, label="warehouse"
+    )
+    terraform.write(
+        json.dumps({"users": users}), "terraform.tfvars.json", with_required_providers=False
+    )
+    try:
+        with step("before: one immuta_user_mapping per user"):
+            terraform.write(config + before)
+            terraform.apply()
+            written = rows(immuta_db)
+            assert set(written) == set(users)
+            assert {r["managed_by"] for r in written.values()} == {"immuta_user_mapping"}
+
+        with step("after: removed + import + the set, in one apply"):
+            variable = before[: before.index('resource "immuta_user_mapping"')]
+            terraform.write(config + variable + after)
+            terraform.plan_changes(
+                "1 to import, 0 to add, 1 to change, 0 to destroy",
+                "will no longer be managed by Terraform",
+                "owner_id",
+            )
+            terraform.apply()
+            moved = rows(immuta_db)
+            assert set(moved) == set(users), "a mapping was deleted"
+            keep = ("postgres_mode", "postgres_username", "postgres_role")
+            assert {u: [r[k] for k in keep] for u, r in moved.items()} == {
+                u: [r[k] for k in keep] for u, r in written.items()
+            }
+            owner = state_of(terraform, "immuta_user_mappings.users")["owner_id"]
+            assert {r["managed_by"] for r in moved.values()} == {f"immuta_user_mappings/{owner}"}
+            assert not [a for a in terraform.resources() if a.startswith("immuta_user_mapping.")]
+            terraform.plan_is_empty("the move leaves nothing to do")
+
+        with step("the set manages them now: a one-entry change applies"):
+            changed = {**users, "carol": roles[0]}
+            terraform.write(
+                json.dumps({"users": changed}),
+                "terraform.tfvars.json",
+                with_required_providers=False,
+            )
+            terraform.apply()
+            assert rows(immuta_db)["carol"]["postgres_role"] == roles[0]
+            terraform.destroyed()
+            assert rows(immuta_db) == {}
+    finally:
+        for role in roles:
+            server.drop_role(role)
 
 
 # ------------------------------------------------------------------ plan-time rules

@@ -28,7 +28,10 @@ from ..mapping_rules import (
 USER_MAPPING_SCHEMA = Schema(
     Block(
         description="Maps one Immuta user, on one registered connection, to a PostgreSQL "
-        "username and/or an AWS principal.",
+        "username and/or an AWS principal. For many users of one connection, "
+        "`immuta_user_mappings` holds them as one resource. Two resources never manage the "
+        "same user: a mapping an `immuta_user_mappings` manages, or any mapping of a "
+        "connection an exclusive one owns, is refused here, naming that resource.",
         attributes={
             "connection_id": Attribute(
                 STRING,

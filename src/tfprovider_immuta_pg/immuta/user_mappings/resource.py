@@ -54,6 +54,10 @@ class UserMappingsResource(AccessResource[MappingsState]):
         if not isinstance(mappings, dict):
             return
         private = Private.parse(ctx.private)
+        if prior is not None and private.adopt:
+            # Imported: only an apply records this resource as the manager of what it took
+            # over, and Terraform applies only a plan that changes something.
+            planned["owner_id"] = UNKNOWN
         for user in private.reverify:  # a role or principal changed since the last apply
             entry = mappings.get(user)
             if isinstance(entry, dict):

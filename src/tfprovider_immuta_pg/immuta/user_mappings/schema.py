@@ -44,7 +44,15 @@ class UserNames:
 MAPPINGS_SCHEMA = Schema(
     Block(
         description="Maps many Immuta users, on one registered connection, to PostgreSQL "
-        "usernames and/or AWS principals: one resource for a whole directory of users.",
+        "usernames and/or AWS principals: one resource for a whole directory of users. "
+        "Two resources never manage the same user: a write that would take a mapping that "
+        "an `immuta_user_mapping` or another `immuta_user_mappings` manages is refused, "
+        "naming the user and the other resource (remove it there, or move it: a `removed` "
+        "block with `destroy = false` there, then an import here); an `exclusive` one owns "
+        "every mapping of its connection. Import by connection id brings in every mapping of "
+        "the connection, and the apply after it takes them over (guide: Moving many "
+        "immuta_user_mapping resources to one immuta_user_mappings). Needs Terraform 1.0.9 "
+        "or later.",
         attributes={
             "connection_id": Attribute(
                 STRING,
@@ -87,7 +95,9 @@ MAPPINGS_SCHEMA = Schema(
                 STRING,
                 "Identifies this resource in the state store as the manager of its mappings; "
                 "an error about a mapping another resource manages names that one's owner_id. "
-                "A new one is made on import.",
+                "A new one is made on import; the plan after an import shows it as known "
+                "after apply, as that apply records this resource as the manager of every "
+                "mapping it imported.",
                 computed=True,
                 plan_modifiers=[UseStateForUnknown()],
             ),
