@@ -2,19 +2,19 @@
 
     python -m bench [--quick] [--only handshake|mappings|user_mappings|crawl|rss|plots[,...]]
 
-Full run (about 5.5 minutes on a quiet 2-core machine): handshake (21 interleaved starts
-each), 1000 immuta_user_mapping vs 1000 null_resource and vs 1000 null_resource holding the
-same state bytes as a mapping (apply, refresh-plan, destroy; -parallelism=10; median of 3
-runs; see bench/mappings.py), a crawl of 10k, 50k and 100k objects over 1, 5 and 10
-databases (median of 3), provider RSS at rest and peak during the applies, and
-docs/bench_scaling.png (apply time at 100, 250, 500 and 1000 resources; crawl time against
-objects with a linear fit). user_mappings (about 6 more minutes): one immuta_user_mappings of
-1k, 5k, 10k and 20k entries and 10k entries over 10 of them, against 1000 null_resources in
-the same run, and docs/bench_user_mappings.png (bench/user_mappings.py). `--quick` (about 2
-minutes) divides every size by 10 (100 resources, 10k objects, 100-2000 entries against 100
-null_resources) and runs everything once; its plots go to .cache/bench/*_quick.png so the
-committed ones stay a full run. The table, in
-Markdown, is printed and written to bench/results.md. Methods: bench/common.py (peak RSS),
+Full run (about 22 minutes on a 2-core machine): handshake (21 interleaved starts each),
+1000 immuta_user_mapping vs 1000 null_resource and vs 1000 null_resource holding the same
+state bytes as a mapping (apply, refresh-plan, destroy; -parallelism=10; median of 3 runs;
+see bench/mappings.py), a crawl of 10k, 50k and 100k objects over 1, 5 and 10 databases
+(median of 3), provider RSS at rest and peak during the applies, and docs/bench_scaling.png
+(apply time at 100, 250, 500 and 1000 resources; crawl time against objects with a linear
+fit). user_mappings (about 16 of the 22 minutes): one immuta_user_mappings of 1k, 5k, 10k
+and 20k entries, beside terraform_data holding the same value, and 10k entries over 10
+resources, against 1000 null_resources in the same run, and docs/bench_user_mappings.png
+(bench/user_mappings.py). `--quick` (about 3 minutes) divides every size by 10 (100
+resources, 10k objects, 100-2000 entries against 100 null_resources) and runs everything
+once; its plots go to .cache/bench/*_quick.png so the committed ones stay a full run. The
+table, in Markdown, is printed and written to bench/results.md. Methods: bench/common.py (peak RSS),
 bench/crawl.py (crawl time), bench/rss.py (RSS at rest), bench/handshake.py. Not in the
 table: bench/transport.py (the cost of mutual TLS per RPC) and bench/profile.py (py-spy).
 """
@@ -201,7 +201,7 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
         *("| " + " | ".join(r) + " |" for r in rows),
     ]
     notes = []
-    if sizes.repeat > 1:
+    if sizes.repeat > 1 and results.keys() & {"mappings", "crawl"}:
         notes.append(
             f"Mapping and crawl figures are the median of {sizes.repeat} runs (RSS and CPU "
             f"from that run); the other apply-scaling points, one run each."
@@ -259,12 +259,17 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
         columns = [median[size] for size in sorted(median)] + ([sharded] if sharded else [])
         points = "; ".join(
             f"{user_mappings.label(r)}: "
-            + ", ".join(f"{step} {r.runs[step].seconds:.2f}" for step in user_mappings.STEPS)
+            + ", ".join(
+                f"{step} {r.runs[step].seconds:.2f} (CPU {r.runs[step].terraform_cpu:.1f} / "
+                f"{r.runs[step].provider_cpu:.1f})"
+                for step in user_mappings.STEPS
+            )
             + f", peak RSS {user_mappings.peak_mib(r):.0f} MiB"
             for r in columns
         )
         notes.append(
-            f"immuta_user_mappings, seconds (one run each): {points}. Against {n} "
+            f"immuta_user_mappings, seconds (one run each; CPU seconds of terraform / the "
+            f"provider processes): {points}. Against {n} "
             f"null_resources: apply {null['apply'].seconds:.2f}, refresh-plan "
             f"{null['refresh-plan'].seconds:.2f}, destroy {null['destroy'].seconds:.2f}."
         )

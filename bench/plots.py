@@ -172,7 +172,7 @@ def user_mappings(
             color="tab:purple",
         )
     b.axhline(200, ls="--", color="tab:red", alpha=0.6, label="target at 10k entries: 200 MiB")
-    b.set_title("(b) peak provider RSS (largest VmHWM of a command's providers)")
+    b.set_title("(b) peak provider RSS (largest VmHWM)")
     b.set_xlabel("entries (thousands)")
     b.set_ylabel("MiB")
     b.set_xticks(kilo)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 NO_SUCH_ENTITY_RETRY_SECONDS = 6.0  # IAM is eventually consistent right after a create
 IAM_PAGE_SIZE = 1000  # the most List{Roles,Users} returns per call
 # More names than this are resolved from the listing pages instead of one Get each: one page
-# of 1000 roles cost as much as 50-60 GetRole calls (docs/performance.md).
+# of 1000 roles cost as much as about 46 GetRole calls (docs/performance.md).
 LIST_ABOVE = 50
 ASSUME_ROLE_RETRY_SECONDS = 10.0
 CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)

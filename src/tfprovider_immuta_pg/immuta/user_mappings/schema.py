@@ -75,7 +75,9 @@ MAPPINGS_SCHEMA = Schema(
                 "The mappings, by Immuta username (case matters). Each entry takes the "
                 "`postgres` and `aws` objects of `immuta_user_mapping`, with the same rules "
                 "and defaults; `{}` maps the user with the defaults (PostgreSQL mode "
-                "`unset`, no AWS principal).",
+                "`unset`, no AWS principal). Terraform's own work on one resource grows "
+                "faster than its entries: above about 2,000 users, several resources of "
+                "1,000-2,000 users each (every user in exactly one) plan and apply faster.",
                 required=True,
                 nesting=MAP,
                 attributes={
