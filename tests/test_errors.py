@@ -111,11 +111,16 @@ def test_a_refused_statement_keeps_its_sqlstate(pg17: PostgresServer, login: str
     )
     with psycopg.connect(conninfo, autocommit=True) as conn, pytest.raises(psycopg.Error) as caught:
         conn.execute("CREATE ROLE not_allowed_here")
-    error = errors.postgres_error(caught.value, target, "CREATE ROLE not_allowed_here", "Hint.")
+    error = errors.postgres_error(
+        caught.value, target, login, "running CREATE ROLE not_allowed_here", "Hint."
+    )
     assert type(error) is errors.PermissionDenied
     assert error.sqlstate == "42501"
-    assert error.summary == "PostgreSQL refused running CREATE ROLE not_allowed_here"
-    assert error.detail == (
-        f"On database 'postgres' on {pg17.host}:{pg17.port} running CREATE ROLE "
-        "not_allowed_here: permission denied to create role\n\nHint."
+    assert error.summary == f"Permission denied on PostgreSQL at {pg17.host}:{pg17.port}"
+    assert error.detail.startswith(
+        f"On database 'postgres' on {pg17.host}:{pg17.port}, user {login!r}, running CREATE "
+        "ROLE not_allowed_here: permission denied to create role (SQLSTATE 42501)\n"
+        "Server detail: Only roles with the CREATEROLE attribute may create roles.\n\n"
+        f'User "{login}" lacks a privilege this needs.'
     )
+    assert error.detail.endswith("\n\nHint.")
