@@ -6,10 +6,10 @@ ones its tests use). Server binaries are installed by ``tools/install-test-serve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from harness import Database, MotoServer, PostgresServer, Terraform
+from harness import Background, Database, MotoServer, PostgresServer, Terraform
 
 SUPPORTED_PG_VERSIONS = (16, 17)
 
@@ -64,6 +64,22 @@ def moto_server() -> Iterator[MotoServer]:
 def terraform(tmp_path) -> Terraform:
     """A Terraform working directory using the provider from dist/ (run ./build.sh first)."""
     return Terraform(tmp_path / "tf")
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    """Start terraform commands in the background; any still running at the end are killed."""
+    started: list[Background] = []
+
+    def start(tf: Terraform, *args: str) -> Background:
+        started.append(Background(tf, *args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for command in started:
+            command.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

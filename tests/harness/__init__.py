@@ -16,10 +16,22 @@ from .hcl import (
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
 from .rds_front import Attempt, Key, RdsFront, check_token
-from .terraform import Result, Terraform, TerraformError, step, terraform_env
+from .terraform import (
+    Background,
+    Result,
+    Terraform,
+    TerraformError,
+    finished,
+    step,
+    terraform_env,
+    wait_for,
+)
 
 __all__ = [
     "AWS_ENV",
+    "Background",
+    "finished",
+    "wait_for",
     "Body",
     "Raw",
     "block",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -45,6 +46,10 @@ class ConnectionWorker:
 
     def create(self, planned: dict[str, Any]) -> ConnectionState:
         target = _target(planned)
+        with _about_the_immuta_database():
+            return self._register(target, planned)
+
+    def _register(self, target: Target, planned: dict[str, Any]) -> ConnectionState:
         survey = self.survey(target, planned)
         key = planned["display_name"]
         self.ctx.check_stop()
@@ -137,11 +142,8 @@ class ConnectionWorker:
 
     def survey(self, target: Target, planned: dict[str, Any]) -> Survey:
         """Look at the server; raise when it cannot be registered as `planned` asks."""
-        try:
+        with _about_the_immuta_database():
             survey = inspect(self.access, self.ctx, target, filters_of(planned))
-        except DatabaseMissing as exc:
-            exc.path = ("database",)  # the Immuta database itself
-            raise
         facts = survey.facts
         if not facts.supported:
             raise ProviderError(
@@ -408,6 +410,16 @@ class ConnectionWorker:
                 "Check the display name (case matters) and the Immuta database.",
             )
         return state_from(row)
+
+
+@contextmanager
+def _about_the_immuta_database() -> Iterator[None]:
+    """A missing database here is the Immuta database: the error points at `database`."""
+    try:
+        yield
+    except DatabaseMissing as exc:
+        exc.path = ("database",)
+        raise
 
 
 def _written(conn: psycopg.Connection, key: str) -> store.ConnectionRow:
