@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL 15/16/17 servers and a moto server.
+"""Shared fixtures: real PostgreSQL 15/16/17/18 servers and a moto server.
 
 Servers are session-scoped; under pytest-xdist each worker starts its own (lazily, only the
 ones its tests use). Server binaries are installed by ``tools/install-test-servers.sh``.
@@ -29,6 +29,7 @@ def _pg_fixture(version: int):
 pg15 = _pg_fixture(15)
 pg16 = _pg_fixture(16)
 pg17 = _pg_fixture(17)
+pg18 = _pg_fixture(18)
 
 
 @pytest.fixture(
