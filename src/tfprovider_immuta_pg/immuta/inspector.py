@@ -93,25 +93,47 @@ def databases_to_protect(conn: psycopg.Connection, immuta_database: str) -> list
     return [DatabaseFacts(name, grantable) for name, grantable in rows]
 
 
+_GRANTS = ", ".join(
+    f"has_table_privilege(c.oid, '{p} WITH GRANT OPTION') AS {p.lower()}" for p in TABLE_PRIVILEGES
+)
 _CATALOG_QUERY = f"""
 SELECT n.nspname,
-       has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION'),
-       c.relname, c.relkind,
-       {", ".join(f"has_table_privilege(c.oid, '{p} WITH GRANT OPTION')" for p in TABLE_PRIVILEGES)}
+       has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION') AS usage,
+       c.relname, c.relkind, {_GRANTS}
 FROM pg_namespace n
 LEFT JOIN pg_class c
        ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 WHERE {SYSTEM_SCHEMA_FILTER}
-ORDER BY n.nspname, c.relname
 """
+# The same rows, only where something is lacking: what a refresh needs to find lost grants,
+# without sending every object of the database.
+_LACKING_QUERY = f"""
+SELECT * FROM ({_CATALOG_QUERY}) AS o
+WHERE NOT o.usage
+   OR (o.relname IS NOT NULL
+       AND NOT ({" AND ".join(f"o.{p.lower()}" for p in TABLE_PRIVILEGES)}))
+"""
+_ORDER = "ORDER BY 1, 3"
 
 
 def crawl_database(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
     """Every non-system schema and supported object of one database, in one query."""
+    return _catalog(conn, database, _CATALOG_QUERY + _ORDER)
+
+
+def lacking_privileges(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
+    """Only the schemas and objects the user lacks a privilege on (WITH GRANT OPTION);
+    an object in a schema lacking USAGE is listed whatever its own privileges."""
+    catalog = _catalog(conn, database, _LACKING_QUERY + _ORDER)
+    catalog.objects = [o for o in catalog.objects if o.missing]
+    return catalog
+
+
+def _catalog(conn: psycopg.Connection, database: str, query: str) -> DatabaseCatalog:
     catalog = DatabaseCatalog(database)
     last_schema = None
     with conn.cursor() as cur:
-        cur.execute(_CATALOG_QUERY)
+        cur.execute(query)
         for schema, usage, name, kind, *grants in cur:
             if schema != last_schema:
                 last_schema = schema

@@ -412,6 +412,33 @@ def object_keys(
         return set(cur)
 
 
+def governed(
+    conn: psycopg.Connection, key: str, objects: list[ObjectKey], schemas: list[tuple[str, str]]
+) -> tuple[set[ObjectKey], set[tuple[str, str]]]:
+    """Which of `objects` are registered, and which of `schemas` hold a registered object."""
+    with conn.cursor() as cur:
+        cur.execute(
+            _q(
+                "SELECT d.database_name, d.schema_name, d.object_name, d.object_type "
+                "FROM {s}.data_objects d JOIN unnest(%s::text[], %s::text[], %s::text[]) "
+                "AS w(db, sch, obj) ON (d.database_name, d.schema_name, d.object_name) "
+                "= (w.db, w.sch, w.obj) WHERE d.connection_key = %s"
+            ),
+            ([o[0] for o in objects], [o[1] for o in objects], [o[2] for o in objects], key),
+        )
+        found_objects = set(cur)
+        cur.execute(
+            _q(
+                "SELECT w.db, w.sch FROM unnest(%s::text[], %s::text[]) AS w(db, sch) "
+                "WHERE EXISTS (SELECT 1 FROM {s}.data_objects d WHERE d.connection_key = %s "
+                "AND d.database_name = w.db AND d.schema_name = w.sch)"
+            ),
+            ([s[0] for s in schemas], [s[1] for s in schemas], key),
+        )
+        found_schemas = set(cur)
+    return found_objects, found_schemas
+
+
 def sync_data_objects(
     conn: psycopg.Connection, key: str, objects: Iterable[CatalogObject]
 ) -> tuple[int, int]:

@@ -6,6 +6,7 @@ last crawl) and by the preflight data source (to report without registering).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -131,17 +132,26 @@ def inspect(
     return survey
 
 
+CatalogReader = Callable[["psycopg.Connection", str], DatabaseCatalog]
+
+
 def crawl(
-    access: Access, ctx: Context, target: Target, databases: list[str], catalog: bool = True
+    access: Access,
+    ctx: Context,
+    target: Target,
+    databases: list[str],
+    read: CatalogReader | None = inspector.crawl_database,
 ) -> Crawl:
-    """Fingerprint (and, with `catalog`, crawl) each database: one catalog query per
-    database, databases in parallel on a bounded pool. The fingerprint is taken first,
-    so an object created during the crawl shows up as a change at the next refresh."""
+    """Fingerprint each database and `read` its catalog (`inspector.crawl_database`: every
+    object; `inspector.lacking_privileges`: only what the user lacks privileges on; None:
+    the fingerprints only), databases in parallel on a bounded pool. The fingerprint is
+    taken first, so an object created during the crawl shows up as a change at the next
+    refresh."""
 
     def look(conn: psycopg.Connection) -> _Crawled:
         database = conn.info.dbname
         fingerprint = inspector.catalog_fingerprint(conn)
-        found = inspector.crawl_database(conn, database) if catalog else None
+        found = read(conn, database) if read else None
         return _Crawled(database, found, fingerprint)
 
     def one(database: str) -> _Crawled:

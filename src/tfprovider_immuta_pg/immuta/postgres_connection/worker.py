@@ -257,7 +257,7 @@ class ConnectionWorker:
         if not (sync or watch_grants):
             return quiet
         names = found.databases if sync else [d for d in found.databases if d in row.databases]
-        current = crawl(self.access, self.ctx, target, names, catalog=False).fingerprints
+        current = crawl(self.access, self.ctx, target, names, read=None).fingerprints
         stored = found.fingerprints
         catalog_changed: list[str] = []
         if sync:
@@ -275,37 +275,30 @@ class ConnectionWorker:
             and stored[db].acl is not None
             and stored[db].acl != p.acl
         ]
-        if not catalog_changed and not acl_changed:
+        if acl_changed:
+            self._warn_lost_grants(row, target, found.facts.current_user, acl_changed)
+        if not catalog_changed:
             return quiet
-        closer = sorted(set(catalog_changed) | set(acl_changed))
         survey = inspect(
-            self.access, self.ctx, target, Filters.from_json(row.filters), closer, writing=False
+            self.access,
+            self.ctx,
+            target,
+            Filters.from_json(row.filters),
+            catalog_changed,
+            writing=False,
         )
 
         def registered(conn: psycopg.Connection) -> set[store.ObjectKey]:
-            return store.object_keys(conn, row.connection_key, closer)
+            return store.object_keys(conn, row.connection_key, catalog_changed)
 
         before = self.access.run(target, self.ctx, registered, "reading the registered objects")
-        if acl_changed:
-            self._warn_lost_grants(row, target, survey, before, acl_changed)
-        if not sync:
-            return quiet
-        return self._sync_status(row, survey, before, catalog_changed)
+        return self._sync_status(row, survey, before)
 
     def _sync_status(
-        self,
-        row: store.ConnectionRow,
-        survey: Survey,
-        registered: set[store.ObjectKey],
-        changed: list[str],
+        self, row: store.ConnectionRow, survey: Survey, before: set[store.ObjectKey]
     ) -> str:
-        """Objects added or dropped since the last crawl in the `changed` databases."""
-        now = {
-            (o.database, o.schema, o.name, o.object_type)
-            for o in survey.objects
-            if o.database in changed
-        }
-        before = {k for k in registered if k[0] in changed}
+        """Objects added or dropped since the last crawl, in the databases surveyed again."""
+        now = {(o.database, o.schema, o.name, o.object_type) for o in survey.objects}
         added, removed = sorted(now - before), sorted(before - now)
         if not added and not removed:
             return SYNCED
@@ -323,41 +316,49 @@ class ConnectionWorker:
         return status
 
     def _warn_lost_grants(
-        self,
-        row: store.ConnectionRow,
-        target: Target,
-        survey: Survey,
-        registered: set[store.ObjectKey],
-        changed: list[str],
+        self, row: store.ConnectionRow, target: Target, user: str, databases: list[str]
     ) -> None:
-        """Warn when the user lost a privilege Immuta needs on an object it governs."""
-        governed = {k for k in registered if k[0] in changed}
-        schemas = {(k[0], k[1]) for k in governed}
+        """Warn when the user lost a privilege Immuta needs on what the connection governs.
+
+        Only the schemas and objects the user lacks something on travel (the server filters
+        them), then the store says which of those are registered.
+        """
+        lacking = crawl(self.access, self.ctx, target, databases, inspector.lacking_privileges)
+        objects = [o for c in lacking.catalogs for o in c.objects]
+        schemas = [(c.database, s) for c in lacking.catalogs for s in c.schemas_missing_usage]
+        if not objects and not schemas:
+            return
+
+        def look(conn: psycopg.Connection) -> tuple[set[store.ObjectKey], set[tuple[str, str]]]:
+            keys = [(o.database, o.schema, o.name, o.object_type) for o in objects]
+            return store.governed(conn, row.connection_key, keys, schemas)
+
+        governed, governed_schemas = self.access.run(
+            target, self.ctx, look, "reading the registered objects"
+        )
         lost = MissingPrivileges(
-            survey.facts.current_user,
-            schemas=[s for s in survey.missing.schemas if s in schemas],
+            user,
+            schemas=[s for s in schemas if s in governed_schemas],
             objects=[
-                o
-                for o in survey.missing.objects
-                if (o.database, o.schema, o.name, o.object_type) in governed
+                o for o in objects if (o.database, o.schema, o.name, o.object_type) in governed
             ],
         )
         if not lost:
             return
-        lines, grants = lost.lines(), lost.grants()
+        lines = lost.lines()
         shown = lines[:MAX_LOST_LISTED]
         more = len(lines) - len(shown)
-        objects = len(lost.schemas) + len(lost.objects)
+        count = len(lost.schemas) + len(lost.objects)
         self.ctx.diags.warning(
-            f"Connection {row.connection_key!r}: user {lost.user!r} lost privileges on "
-            f"{objects} governed {'schema or object' if objects == 1 else 'schemas and objects'}",
-            f"On {target.hostname}:{target.port}, user {lost.user!r} no longer holds every "
+            f"Connection {row.connection_key!r}: user {user!r} lost privileges on {count} "
+            f"governed {'schema or object' if count == 1 else 'schemas and objects'}",
+            f"On {target.hostname}:{target.port}, user {user!r} no longer holds every "
             "privilege Immuta needs (WITH GRANT OPTION) on what this connection governs, so "
             "Immuta cannot enforce policies there:\n"
             + "\n".join(shown)
             + (f"\n... and {more} more" if more else "")
             + "\n\nRestore them as a superuser or the objects' owners:\n"
-            + "\n".join(_clip(grants))
+            + "\n".join(_clip(lost.grants()))
             + '\n\nOr apply with on_missing_privileges = "skip" to stop governing them.',
         )
 
