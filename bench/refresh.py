@@ -3,10 +3,11 @@
     python -m bench.refresh [--per-database 10000] [--databases 10] [--rounds 15]
 
 The data set is the crawl benchmark's (bench/crawl.py: `--databases` databases of
-`--per-database` objects). One connection registers all of them; then the provider's read
-of that connection (what `terraform plan` runs on refresh: the registration, version and
-privilege checks, each database's catalog fingerprint) is timed in-process, without
-Terraform around it:
+`--per-database` objects). One connection registers all of them, as a user that holds exactly
+Immuta's documented privileges (a superuser's grants are never checked); then the provider's
+read of that connection (what `terraform plan` runs on refresh: the registration, version
+and privilege checks, each database's fingerprints) is timed in-process, without Terraform
+around it:
 
 - cold: a new provider (new connection pool) per read, as Terraform starts a new provider
   process for every command;

@@ -52,6 +52,16 @@ def immuta_db(pg_server: PostgresServer) -> Iterator[Database]:
         db.drop()
 
 
+@pytest.fixture
+def immuta(pg17: PostgresServer) -> Iterator[Database]:
+    """A fresh, empty, uniquely named database on PostgreSQL 17 alone; dropped after."""
+    db = pg17.temp_database()
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     server = MotoServer().start()

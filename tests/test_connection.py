@@ -11,6 +11,7 @@ from harness import (
     Database,
     PostgresServer,
     Raw,
+    Result,
     Terraform,
     block,
     connection_block,
@@ -368,16 +369,20 @@ def plain_db(pg_server: PostgresServer):
     db.drop()
 
 
-def test_least_privilege_user_succeeds(
-    terraform: Terraform,
-    pg_server: PostgresServer,
-    immuta_db: Database,
-    plain_db: Database,
-    role: str,
-) -> None:
-    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role)
+def register_with_documented_privileges(
+    terraform: Terraform, immuta_db: Database, data_db: Database, role: str
+) -> Result:
+    """Register as `role`, made with exactly Immuta's documented privileges (and the
+    ownership of the Immuta database)."""
+    least_privilege_setup(immuta_db.server, immuta_db, ["postgres", data_db.name], role)
     write_config(terraform, immuta_db, provider=registrar_provider(role))
-    result = terraform.apply()
+    return terraform.apply()
+
+
+def test_least_privilege_user_succeeds(
+    terraform: Terraform, immuta_db: Database, plain_db: Database, role: str
+) -> None:
+    result = register_with_documented_privileges(terraform, immuta_db, plain_db, role)
     assert "Missing PostgreSQL privileges" not in result.text
     state = terraform.resources()["immuta_postgres_connection.main"]
     assert state["username"] == role and state["skipped_object_count"] == 0
@@ -631,20 +636,14 @@ def test_mappings_written_with_other_credentials_need_the_store_privileges(
 
 
 def test_lost_grants_warn_on_refresh(
-    terraform: Terraform,
-    pg_server: PostgresServer,
-    immuta_db: Database,
-    plain_db: Database,
-    role: str,
+    terraform: Terraform, immuta_db: Database, plain_db: Database, role: str
 ) -> None:
     with plain_db.connect() as conn:
         conn.execute(
             "CREATE SCHEMA many; "
             + "".join(f"CREATE TABLE many.t{i:02d} (id int); " for i in range(12))
         )
-    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role)
-    write_config(terraform, immuta_db, provider=registrar_provider(role))
-    terraform.apply()
+    register_with_documented_privileges(terraform, immuta_db, plain_db, role)
     db, user = plain_db.name, role
 
     with step("a GRANT to someone else: no warning"):
@@ -706,9 +705,7 @@ def test_changed_server_version_and_lost_connect_warn(
     role: str,
 ) -> None:
     """A version change is made by editing the recorded one (no server is upgraded here)."""
-    least_privilege_setup(pg_server, immuta_db, ["postgres", plain_db.name], role)
-    write_config(terraform, immuta_db, provider=registrar_provider(role))
-    terraform.apply()
+    register_with_documented_privileges(terraform, immuta_db, plain_db, role)
     with immuta_db.connect() as conn:
         conn.execute("UPDATE immuta.connections SET server_version = '16.0'")
     with pg_server.connect() as conn:

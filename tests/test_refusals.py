@@ -58,15 +58,6 @@ PASSWORD = "refusals-pw-41c9"
 
 
 @pytest.fixture
-def immuta(pg17: PostgresServer) -> Iterator[Database]:
-    db = pg17.temp_database()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture
 def logged(tmp_path: Path) -> tuple[Terraform, Path]:
     """A Terraform working directory whose provider debug log goes to a file."""
     log = tmp_path / "provider.log"

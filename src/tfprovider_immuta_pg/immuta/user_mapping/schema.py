@@ -22,7 +22,13 @@ from ..mapping_rules import AWS_BLOCK, POSTGRES_BLOCK, AwsBlock, PostgresBlock
 USER_MAPPING_SCHEMA = Schema(
     Block(
         description="Maps one Immuta user, on one registered connection, to a PostgreSQL "
-        "username and/or an AWS principal.",
+        "username and/or an AWS principal.\n\n"
+        "The mapping is written to the state store of the connection's Immuta database. A "
+        "provider whose user does not own that store (mappings applied with other credentials "
+        "than the registration) needs USAGE on the schema `immuta` and SELECT, INSERT, "
+        "UPDATE, DELETE on its tables; apply checks that first and names the GRANT statements "
+        "that are missing. A mapping whose connection or Immuta database was removed outside "
+        "Terraform is removed from state, so the next plan creates it again.",
         attributes={
             "connection_id": Attribute(
                 STRING,
