@@ -838,15 +838,7 @@ def capabilities(**flags: bool) -> dict:
     return {"client_capabilities": pb.ClientCapabilities(**flags)} if flags else {}
 
 
-REFUSAL = (
-    ("external_id",),
-    "external_id needs Terraform 1.11 or later",
-    "external_id of immuta_aws_service_principal is a write-only argument: Terraform keeps its "
-    "value out of the plan and the state only from version 1.11 on. This Terraform does not "
-    "support write-only arguments and would keep the value in the plan and the state, so the "
-    "provider refuses it before anything is planned or created. external_id is required, so "
-    "immuta_aws_service_principal cannot be used before Terraform 1.11: upgrade Terraform.",
-)
+REFUSAL = (("external_id",), "external_id needs Terraform 1.11 or later")
 
 
 @pytest.mark.parametrize(
@@ -861,7 +853,7 @@ def test_write_only_values_are_refused_unless_the_client_supports_them(
             type_name=PRINCIPAL, config=config, **capabilities(**flags)
         )
     )
-    assert errors(validated.diagnostics) == [REFUSAL]
+    assert [(path, summary) for path, summary, _ in errors(validated.diagnostics)] == [REFUSAL]
     planned = grpc_stub.PlanResourceChange(
         pb.PlanResourceChange.Request(
             type_name=PRINCIPAL,
@@ -871,7 +863,7 @@ def test_write_only_values_are_refused_unless_the_client_supports_them(
             **capabilities(**flags),
         )
     )
-    assert errors(planned.diagnostics) == [REFUSAL]
+    assert [(path, summary) for path, summary, _ in errors(planned.diagnostics)] == [REFUSAL]
     assert decode_msgpack(planned.planned_state.msgpack, PRINCIPAL_TYPE) is None
     assert EXTERNAL_ID.encode() not in validated.SerializeToString() + planned.SerializeToString()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,6 @@ from harness import (
 )
 from harness.aws_example import ACCOUNT, IMMUTA_ACCOUNT, REGION, RESOURCE_ID, ensure_rds_iam
 from harness.leaks import LeakScanner
-from psycopg import sql
 
 # Never in the output of a refused configuration: Terraform's own words for a provider bug.
 PROVIDER_BUG = ("Provider produced invalid plan", "bug in the provider")
@@ -40,20 +40,6 @@ PROVIDER_BUG = ("Provider produced invalid plan", "bug in the provider")
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-def aws_settings(moto: MotoServer) -> Body:
-    return Body(
-        region=REGION,
-        access_key_id="testing",
-        secret_access_key="testing",
-        endpoint_url=moto.endpoint_url,
-    )
-
-
-def create_role(server: PostgresServer, name: str) -> None:
-    with server.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -85,16 +71,21 @@ def test_lifecycle_of_everything_terraform_1_0_can_express(
     tf = terraform_1_0
     alice, alice_new, bob = unique("alice_"), unique("alice_new_"), unique("bob_")
     for role in (alice, alice_new, bob):
-        create_role(pg17, role)
+        pg17.create_role(role)
     analyst = unique("Analyst-")
     analyst_arn = moto_server.client("iam").create_role(
         RoleName=analyst, AssumeRolePolicyDocument='{"Version":"2012-10-17"}'
     )["Role"]["Arn"]
     connection_id = Raw("immuta_postgres_connection.main.id")
 
+    def mapping(name: str, user: str, **blocks: Body) -> str:
+        return resource(
+            "immuta_user_mapping", name, connection_id=connection_id, immuta_user=user, **blocks
+        )
+
     def config(alice_role: str = alice, on_missing_privileges: str = "error") -> str:
         return (
-            provider_block(pg17, aws=aws_settings(moto_server))
+            provider_block(pg17, aws=moto_server.aws_block())
             + connection_block(
                 immuta.host,
                 immuta.port,
@@ -102,28 +93,12 @@ def test_lifecycle_of_everything_terraform_1_0_can_express(
                 deployment_type="rds",
                 on_missing_privileges=on_missing_privileges,
             )
-            + resource(
-                "immuta_user_mapping",
-                "alice",
-                connection_id=connection_id,
-                immuta_user="alice@example.com",
-                postgres=Body(mode="username", username=alice_role),
+            + mapping(
+                "alice", "alice@example.com", postgres=Body(mode="username", username=alice_role)
             )
             # The default mode, spelled out: an import must give the block back.
-            + resource(
-                "immuta_user_mapping",
-                "bob",
-                connection_id=connection_id,
-                immuta_user=bob,
-                postgres=Body(mode="unset"),
-            )
-            + resource(
-                "immuta_user_mapping",
-                "analyst",
-                connection_id=connection_id,
-                immuta_user="analyst",
-                aws=Body(user_type="iam_role", principal=analyst),
-            )
+            + mapping("bob", bob, postgres=Body(mode="unset"))
+            + mapping("analyst", "analyst", aws=Body(user_type="iam_role", principal=analyst))
             + data(
                 "immuta_postgres_preflight",
                 "check",
@@ -245,7 +220,7 @@ def test_write_only_external_id_is_refused_and_nothing_is_written(
     tf = terraform_1_0
     tf.env.update(TF_VAR_external_id=external_id)
     tf.write(
-        provider_block(pg17, aws=aws_settings(moto_server))
+        provider_block(pg17, aws=moto_server.aws_block())
         + EXTERNAL_ID_VARIABLE
         + service_principal(role, pg17)
     )
@@ -289,7 +264,8 @@ def test_write_only_external_id_is_refused_and_nothing_is_written(
 def test_import_of_a_service_principal_warns_and_the_next_plan_refuses(
     terraform_1_0: Terraform, pg17: PostgresServer, moto_server: MotoServer
 ) -> None:
-    """Import needs no configuration, so it works; the plan that follows refuses."""
+    """Import needs no configuration, so it works; the plan that follows refuses, and so does
+    a destroy with the block in the configuration (Terraform validates it first)."""
     role = unique("immuta-svc-")
     iam = moto_server.client("iam")
     trust = {
@@ -319,7 +295,7 @@ def test_import_of_a_service_principal_warns_and_the_next_plan_refuses(
     tf = terraform_1_0
     tf.env.update(TF_VAR_external_id=unique("ExtId-"))
     tf.write(
-        provider_block(pg17, aws=aws_settings(moto_server))
+        provider_block(pg17, aws=moto_server.aws_block())
         + EXTERNAL_ID_VARIABLE
         + service_principal(role, pg17)
     )
@@ -331,10 +307,21 @@ def test_import_of_a_service_principal_warns_and_the_next_plan_refuses(
         )
         assert tf.resources()["immuta_aws_service_principal.svc"]["role_arn"].endswith(role)
         tf.plan_fails(*REFUSAL)
+        with step("destroy validates the configuration too; without the block, apply deletes"):
+            assert tf.destroy(check=False).returncode == 1
+            tf.write(provider_block(pg17, aws=moto_server.aws_block()))
+            tf.apply()
+            assert tf.resources() == {}
+            assert role not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+            local = iam.list_policies(Scope="Local")["Policies"]
+            assert policy["Policy"]["Arn"] not in [p["Arn"] for p in local]
     finally:
-        iam.detach_role_policy(RoleName=role, PolicyArn=policy["Policy"]["Arn"])
-        iam.delete_policy(PolicyArn=policy["Policy"]["Arn"])
-        iam.delete_role(RoleName=role)
+        with suppress(iam.exceptions.NoSuchEntityException):
+            iam.detach_role_policy(RoleName=role, PolicyArn=policy["Policy"]["Arn"])
+        with suppress(iam.exceptions.NoSuchEntityException):
+            iam.delete_policy(PolicyArn=policy["Policy"]["Arn"])
+        with suppress(iam.exceptions.NoSuchEntityException):
+            iam.delete_role(RoleName=role)
 
 
 # ---------------------------------------------------------------------- refused by Terraform

@@ -19,7 +19,6 @@ from harness import (
     resource,
     step,
 )
-from psycopg import sql
 
 
 def unique(prefix: str) -> str:
@@ -57,21 +56,7 @@ def aws(user_type: str, principal: str | None = None) -> Body:
 
 
 def aws_provider(db: Database, moto: MotoServer, **settings: str) -> str:
-    return provider_block(
-        db.server,
-        aws=Body(
-            region="us-east-1",
-            access_key_id="testing",
-            secret_access_key="testing",
-            endpoint_url=moto.endpoint_url,
-            **settings,
-        ),
-    )
-
-
-def create_role(server: PostgresServer, name: str) -> None:
-    with server.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
+    return provider_block(db.server, aws=moto.aws_block(**settings))
 
 
 def mapping_rows(db: Database) -> list[tuple]:
@@ -87,8 +72,8 @@ def mapping_rows(db: Database) -> list[tuple]:
 def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     server = immuta_db.server
     alice, bob = unique("alice_"), unique("Bob_")
-    create_role(server, alice)
-    create_role(server, bob)
+    server.create_role(alice)
+    server.create_role(bob)
 
     def config(alice_as: str) -> str:
         return (
@@ -136,7 +121,7 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
         terraform.plan_is_empty()
 
     with step("a role created since: the missing user is found at the next apply"):
-        create_role(server, "nobody-here")
+        server.create_role("nobody-here")
         terraform.plan_changes()
         terraform.apply()
         assert terraform.resources()["immuta_user_mapping.missing"]["postgres_user_found"] is True
@@ -158,8 +143,8 @@ def test_roles_differing_only_by_case_need_the_exact_name(
     terraform: Terraform, immuta_db: Database
 ) -> None:
     base = unique("dana_")
-    create_role(immuta_db.server, base)
-    create_role(immuta_db.server, base.upper())
+    immuta_db.server.create_role(base)
+    immuta_db.server.create_role(base.upper())
     try:
 
         def config(username: str) -> str:
