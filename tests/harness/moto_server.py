@@ -44,14 +44,16 @@ class MotoServer:
         return f"http://{self.host}:{self.port}"
 
     def aws_block(self, **settings: Any) -> Body:
-        """A provider block's `aws { ... }` reaching this server with the dummy keys."""
-        return Body(
+        """A provider block's `aws { ... }` reaching this server with the dummy keys;
+        `settings` add to them or replace them."""
+        block = Body(
             region=AWS_ENV["AWS_REGION"],
             access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
             secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
             endpoint_url=self.endpoint_url,
-            **settings,
         )
+        block.update(settings)
+        return block
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess that should talk to this server."""
