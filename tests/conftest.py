@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import Database, MotoServer, PostgresServer, Terraform
+from harness import TERRAFORM_1_0, Database, MotoServer, PostgresServer, Terraform
 
 SUPPORTED_PG_VERSIONS = (16, 17)
 
@@ -64,6 +64,14 @@ def moto_server() -> Iterator[MotoServer]:
 def terraform(tmp_path) -> Terraform:
     """A Terraform working directory using the provider from dist/ (run ./build.sh first)."""
     return Terraform(tmp_path / "tf")
+
+
+@pytest.fixture
+def terraform_1_0(tmp_path) -> Terraform:
+    """Like `terraform`, run by Terraform 1.0.3 (installed by tools/install-test-servers.sh)."""
+    if not TERRAFORM_1_0.is_file():
+        pytest.fail(f"{TERRAFORM_1_0} is missing: run tools/install-test-servers.sh")
+    return Terraform(tmp_path / "tf", binary=TERRAFORM_1_0)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,7 +16,14 @@ from .hcl import (
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
 from .rds_front import Attempt, Key, RdsFront, check_token
-from .terraform import Result, Terraform, TerraformError, step, terraform_env
+from .terraform import (
+    TERRAFORM_1_0,
+    Result,
+    Terraform,
+    TerraformError,
+    step,
+    terraform_env,
+)
 
 __all__ = [
     "AWS_ENV",
@@ -40,6 +47,7 @@ __all__ = [
     "PostgresServerError",
     "pg_bin_dir",
     "Result",
+    "TERRAFORM_1_0",
     "Terraform",
     "TerraformError",
     "connection_block",

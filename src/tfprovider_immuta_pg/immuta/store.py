@@ -90,6 +90,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (connection_key, database_name)
     );
     """,
+    # 3: whether the configuration that wrote a mapping had a `postgres` block, so an import
+    # gives back the same spelling (a block saying only the default mode, or none at all)
+    """
+    ALTER TABLE {s}.user_mappings
+        ADD COLUMN postgres_block_written boolean NOT NULL DEFAULT false;
+    UPDATE {s}.user_mappings SET postgres_block_written = true
+        WHERE postgres_mode <> 'unset' OR postgres_username IS NOT NULL;
+    """,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 STORE_TABLES = (
@@ -347,12 +355,15 @@ class MappingRow:
     aws_user_type: str | None
     aws_principal: str | None
     aws_principal_arn: str | None
+    postgres_block_written: bool = False  # the configuration had a `postgres` block
 
 
 _MAPPING_COLUMNS = (
     "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
-    "aws_user_type, aws_principal, aws_principal_arn"
+    "aws_user_type, aws_principal, aws_principal_arn, postgres_block_written"
 )
+# Read by name, so a store not upgraded yet (before version 3: no such column) still reads.
+_BLOCK_WRITTEN = "coalesce((to_jsonb(m) ->> 'postgres_block_written')::boolean, false)"
 
 
 @dataclass(frozen=True)
@@ -363,7 +374,8 @@ class MappingLookup:
 
 
 _MAPPING_LOOKUP = f"""
-SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", "))},
+SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", ")[:-1])},
+       {_BLOCK_WRITTEN},
        ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
              %(wanted)s,
              CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
@@ -423,13 +435,14 @@ def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
     conn.execute(
         _q(
             f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
             "postgres_mode = EXCLUDED.postgres_mode, "
             "postgres_username = EXCLUDED.postgres_username, "
             "postgres_role = EXCLUDED.postgres_role, "
             "aws_user_type = EXCLUDED.aws_user_type, aws_principal = EXCLUDED.aws_principal, "
-            "aws_principal_arn = EXCLUDED.aws_principal_arn, updated_at = now()"
+            "aws_principal_arn = EXCLUDED.aws_principal_arn, "
+            "postgres_block_written = EXCLUDED.postgres_block_written, updated_at = now()"
         ),
         (
             row.connection_key,
@@ -440,6 +453,7 @@ def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
             row.aws_user_type,
             row.aws_principal,
             row.aws_principal_arn,
+            row.postgres_block_written,
         ),
     )
 

@@ -43,7 +43,12 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
             '`auth_method = "aws_assumed_role"` (or give them to Immuta). The Immuta username '
             "is the IAM role name, so `db_username` defaults to `role_name`.\n\n"
             "**External ID.** `external_id` is write-only (Terraform 1.11 or later): it is "
-            "never stored in the plan or state. The provider keeps only a salted PBKDF2 hash "
+            "never stored in the plan or state. Terraform before 1.11 knows no write-only "
+            "arguments and would keep the value in the plan and the state, so the provider "
+            "refuses a configuration that sets it (at validation and again at plan, before "
+            "anything is created): this resource needs Terraform 1.11 or later. An import "
+            "works with any Terraform (before 1.11 with a warning), and the plan after it "
+            "then needs 1.11. The provider keeps only a salted PBKDF2 hash "
             "of it in the resource's private state. Changing the value rotates it in place "
             "(the plan shows `trust_policy` as known after apply); a trust policy whose "
             "external ID was changed outside Terraform shows "
