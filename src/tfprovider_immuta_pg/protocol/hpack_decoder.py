@@ -4,14 +4,14 @@ The server answers with literal fields that touch no table, so it never encodes 
 table of its own; it must decode what grpc-go sends: indexed fields, literals (Huffman
 coded or not) that enter the dynamic table, and table size updates.
 
-Ours rather than the `hpack` package: that one imports `logging` (~10 ms of every provider
-process's start-up, which Terraform pays 3-4 times per command).
+Ours rather than the `hpack` package, whose import of `logging` would add to every
+provider process's start-up (docs/performance.md, *The transport's own numbers*).
 """
 
 from __future__ import annotations
 
 DEFAULT_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE: the server never announces another
-MAX_HEADER_LIST_SIZE = 64 * 1024
+MAX_HEADER_LIST_SIZE = 64 * 1024  # the default; the gRPC server passes its own, smaller
 ENTRY_OVERHEAD = 32  # RFC 7541 4.1
 
 # RFC 7541 Appendix A.
@@ -83,7 +83,7 @@ STATIC_TABLE: tuple[tuple[bytes, bytes], ...] = tuple(
 )
 
 # RFC 7541 Appendix B: the code length of each symbol (0-255, then EOS). The code is
-# canonical, so the lengths alone give every code (see _huffman_codes).
+# canonical, so the lengths alone give every code (see huffman_codes).
 HUFFMAN_CODE_LENGTHS = (
     13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28,
     28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28,
@@ -120,55 +120,107 @@ def huffman_codes() -> dict[tuple[int, int], int]:
     return codes
 
 
-_codes: dict[tuple[int, int], int] = {}
-
-
 class HpackError(ValueError):
     pass
 
 
+class _HuffmanTable:
+    """Huffman decoding a byte at a time, by table.
+
+    A state is a node of the code tree: the bits read since the last whole symbol. For
+    each (state, byte) the table holds the state after the byte and the symbols it
+    completes. An entry is made the first time it is needed, so a process pays only for
+    the transitions its clients use; what the full table costs, once, is in
+    docs/performance.md.
+    """
+
+    def __init__(self) -> None:
+        # children[2 * node + bit]: the next node (> 0), or ~symbol (< 0) at a leaf
+        children = [0, 0]
+        for (length, code), symbol in huffman_codes().items():
+            node = 0
+            for shift in range(length - 1, 0, -1):
+                slot = 2 * node + (code >> shift & 1)
+                if not children[slot]:
+                    children[slot] = len(children) // 2
+                    children += (0, 0)
+                node = children[slot]
+            children[2 * node + (code & 1)] = ~symbol
+        self.children = children
+        self.failed = len(children) // 2  # the state after EOS: every byte keeps it there
+        size = (self.failed + 1) * 256
+        self.next_state = [-1] * size  # index state << 8 | byte; -1: not made yet
+        self.symbols = [b""] * size
+        self._pieces: dict[bytes, bytes] = {}  # one object per symbol string
+        # Padding is up to 7 bits, all ones (the start of EOS): the nodes it can end on
+        node, self.complete = 0, {0}
+        for _ in range(7):
+            node = children[2 * node + 1]
+            self.complete.add(node << 8)
+
+    def make(self, index: int) -> int:
+        """Fill the entry at `index` (state << 8 | byte); returns its next state << 8."""
+        node, byte, symbols = index >> 8, index & 0xFF, b""
+        if node != self.failed:
+            for shift in (7, 6, 5, 4, 3, 2, 1, 0):
+                node = self.children[2 * node + (byte >> shift & 1)]
+                if node < 0:
+                    if node == ~EOS:
+                        node = self.failed
+                        break
+                    symbols += bytes((~node,))
+                    node = 0
+        self.symbols[index] = self._pieces.setdefault(symbols, symbols)
+        self.next_state[index] = node << 8
+        return node << 8
+
+
+_table: _HuffmanTable | None = None
+
+
 def huffman_decode(data: bytes) -> bytes:
-    if not _codes:
-        _codes.update(huffman_codes())
-    out = bytearray()
-    code = length = 0
+    global _table
+    table = _table or (_table := _HuffmanTable())
+    next_state, symbols = table.next_state, table.symbols
+    state, out = 0, bytearray()
     for byte in data:
-        for shift in range(7, -1, -1):
-            code = (code << 1) | ((byte >> shift) & 1)
-            length += 1
-            symbol = _codes.get((length, code))
-            if symbol is not None:
-                if symbol == EOS:
-                    raise HpackError("EOS inside a Huffman-coded string")
-                out.append(symbol)
-                code = length = 0
-            elif length > 30:
-                raise HpackError("not a Huffman code")
-    # Padding: fewer than 8 bits, all ones (the most significant bits of EOS).
-    if length > 7 or code != (1 << length) - 1:
+        index = state | byte
+        state = next_state[index]
+        if state < 0:
+            state = table.make(index)
+        out += symbols[index]
+    if state not in table.complete:
+        if state == table.failed << 8:
+            raise HpackError("EOS inside a Huffman-coded string")
         raise HpackError("bad Huffman padding")
     return bytes(out)
 
 
 class Decoder:
-    """One connection's decoding context: the dynamic table, newest entry first."""
+    """One connection's decoding context: the dynamic table, newest entry first.
 
-    def __init__(self) -> None:
+    `max_header_list_size` bounds a block's fields as RFC 9113 6.5.2 counts them (name,
+    value and 32 octets each); a string that cannot fit is refused before it is decoded.
+    """
+
+    def __init__(self, max_header_list_size: int = MAX_HEADER_LIST_SIZE) -> None:
         self.table: list[tuple[bytes, bytes]] = []
         self.table_size = 0
         self.max_table_size = DEFAULT_TABLE_SIZE
+        self.max_header_list_size = max_header_list_size
 
     def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         """The (name, value) fields of a header block; HpackError when it is malformed."""
         fields: list[tuple[bytes, bytes]] = []
-        pos, end, total = 0, len(block), 0
+        pos, end = 0, len(block)
+        room = self.max_header_list_size  # what the rest of the list may still hold
         while pos < end:
             first = block[pos]
             if first & 0x80:  # indexed field
                 index, pos = _integer(block, pos, 7)
                 field = self._entry(index)
             elif first & 0x40:  # literal with incremental indexing
-                field, pos = self._literal(block, pos, 6)
+                field, pos = self._literal(block, pos, 6, room)
                 self._add(field)
             elif first & 0x20:  # dynamic table size update
                 size, pos = _integer(block, pos, 5)
@@ -178,10 +230,10 @@ class Decoder:
                 self._evict(0)
                 continue
             else:  # literal without indexing (0000) or never indexed (0001)
-                field, pos = self._literal(block, pos, 4)
-            total += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
-            if total > MAX_HEADER_LIST_SIZE:
-                raise HpackError("header list larger than 64 KiB")
+                field, pos = self._literal(block, pos, 4, room)
+            room -= len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+            if room < 0:
+                raise HpackError(f"header list larger than {self.max_header_list_size} bytes")
             fields.append(field)
         return fields
 
@@ -193,13 +245,15 @@ class Decoder:
             raise HpackError(f"no table entry {index}")
         return self.table[dynamic]
 
-    def _literal(self, block: bytes, pos: int, prefix: int) -> tuple[tuple[bytes, bytes], int]:
+    def _literal(
+        self, block: bytes, pos: int, prefix: int, room: int
+    ) -> tuple[tuple[bytes, bytes], int]:
         index, pos = _integer(block, pos, prefix)
         if index:
             name = self._entry(index)[0]
         else:
-            name, pos = _string(block, pos)
-        value, pos = _string(block, pos)
+            name, pos = _string(block, pos, room, self.max_header_list_size)
+        value, pos = _string(block, pos, room - len(name), self.max_header_list_size)
         return (name, value), pos
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
@@ -236,13 +290,19 @@ def _integer(block: bytes, pos: int, prefix: int) -> tuple[int, int]:
             raise HpackError("integer too large")
 
 
-def _string(block: bytes, pos: int) -> tuple[bytes, int]:
-    """RFC 7541 5.2: a string literal, Huffman coded or not."""
+def _string(block: bytes, pos: int, room: int, limit: int) -> tuple[bytes, int]:
+    """RFC 7541 5.2: a string literal, Huffman coded or not, of at most `room` bytes.
+
+    A Huffman code is at least 5 bits a symbol, at most 30, so the decoded length is known
+    to within those bounds before decoding: what cannot fit is refused undecoded.
+    """
     if pos >= len(block):
         raise HpackError("truncated string")
     huffman = block[pos] & 0x80
     length, pos = _integer(block, pos, 7)
     if pos + length > len(block):
         raise HpackError("truncated string")
+    if (length * 8 // 30 if huffman else length) > room:
+        raise HpackError(f"header list larger than {limit} bytes")
     raw = block[pos : pos + length]
     return (huffman_decode(raw) if huffman else bytes(raw)), pos + length
