@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .hpack_decoder import Decoder, HpackError
+from .hpack_decoder import Decoder, HeaderListTooLarge, HpackError
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
@@ -57,6 +57,7 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one request; alone on its connection it
 MAX_HEADER_BLOCK = 32 * 1024  # a header block, encoded and decoded (announced)
 MAX_CONTINUATIONS = 32  # CONTINUATION frames in one header block
 OUTBOUND_HIGH = 4 * 1024 * 1024  # unsent bytes past which a connection is not read
+LARGEST_DATA_SENT = 64 * 1024  # whatever the client allows: OUTBOUND_HIGH is passed by little
 CLOSED_STREAMS_KEPT = 1024  # how closed streams ended, for the frames that trail them
 # grpc-message, percent-encoded: the trailers must fit one HEADERS frame (grpc-go fails the
 # whole connection with "http2: frame too large" otherwise) and grpcio's 16 KiB limit.
@@ -319,8 +320,10 @@ def _read_head(fields: list[tuple[bytes, bytes]]) -> _Head:
 
 # ---------------------------------------------------------------------- streams
 
-# How a closed stream ended, for the frames that may still come on it (RFC 9113 5.1).
-_ENDED, _RESET_BY_US, _RESET_BY_CLIENT = 1, 2, 3
+# How a closed stream ended, for the frames that may still come on it (RFC 9113 5.1):
+# both sides sent END_STREAM; the server reset it while the client was still sending (what
+# the client sent before it saw the reset is ignored); or it was reset otherwise.
+_ENDED, _IGNORING, _RESET = 1, 2, 3
 
 
 class _Stream:
@@ -620,9 +623,9 @@ class _Connection:
             raise ProtocolError(f"HEADERS on stream {stream_id}: even ids are the server's")
         if stream_id <= self.last_stream_id:
             ended = self.closed_streams.get(stream_id)
-            if ended == _RESET_BY_US:
-                return None  # frames the client sent before our RST_STREAM: ignored
-            if ended == _RESET_BY_CLIENT:
+            if ended == _IGNORING:
+                return None  # sent before our RST_STREAM reached the client
+            if ended == _RESET:
                 return self._emit_reset(stream_id, STREAM_CLOSED)
             if ended == _ENDED:
                 raise ProtocolError(f"HEADERS on closed stream {stream_id}", STREAM_CLOSED)
@@ -631,9 +634,9 @@ class _Connection:
             return None
         self.last_stream_id = stream_id
         if block.dependency == stream_id or head.malformed:
-            return self._emit_reset(stream_id, PROTOCOL_ERROR)
+            return self._refuse(stream_id, PROTOCOL_ERROR, block.end_stream)
         if len(self.streams) >= MAX_STREAMS:
-            return self._emit_reset(stream_id, REFUSED_STREAM)
+            return self._refuse(stream_id, REFUSED_STREAM, block.end_stream)
         stream = self.streams[stream_id] = _Stream(head)
         if head.refusal is not None:
             http_status, reason = head.refusal
@@ -657,6 +660,8 @@ class _Connection:
             return head
         try:
             head = _read_head(self.decoder.decode(block))
+        except HeaderListTooLarge as exc:
+            raise ProtocolError(str(exc), ENHANCE_YOUR_CALM) from exc
         except HpackError as exc:
             raise ProtocolError(f"bad header block: {exc}", COMPRESSION_ERROR) from exc
         if block and all(0x80 < byte < 0xFF for byte in block):
@@ -680,7 +685,7 @@ class _Connection:
         stream = self.streams.get(stream_id)
         if stream is not None:
             self._reset(stream_id, stream, code)
-        elif self.closed_streams.get(stream_id) != _RESET_BY_US:
+        elif self.closed_streams.get(stream_id) != _IGNORING:
             self._emit_reset(stream_id, code)
 
     def _on_rst_stream(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -689,7 +694,7 @@ class _Connection:
         stream = self.streams.get(stream_id)
         if stream is None:
             return self._on_closed_stream(RST_STREAM, stream_id)
-        self._close(stream_id, stream, _RESET_BY_CLIENT)  # a call not started never will
+        self._close(stream_id, stream, _RESET, None)  # a call not started never will
         return None
 
     def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -768,7 +773,7 @@ class _Connection:
             if self.going_away and stream_id % 2:
                 return  # a stream opened after our GOAWAY: ignored, as its HEADERS were
             raise ProtocolError(f"{FRAME_NAMES[kind]} on idle stream {stream_id}")
-        if kind != DATA or self.closed_streams.get(stream_id) == _RESET_BY_US:
+        if kind != DATA or self.closed_streams.get(stream_id) == _IGNORING:
             # DATA sent before our RST_STREAM reached the client; a WINDOW_UPDATE may trail
             # any close (RFC 9113 5.1 has it both ways after the client's own RST_STREAM:
             # like h2, it is let be); a reset is never answered with a reset (5.4.2)
@@ -917,7 +922,7 @@ class _Connection:
         pending = stream.pending
         while stream.offset < len(pending):
             window = min(self.peer_initial_window + stream.send_delta, self.send_window)
-            size = min(len(pending) - stream.offset, window, self.peer_max_frame)
+            size = min(len(pending) - stream.offset, window, self.peer_max_frame, LARGEST_DATA_SENT)
             if size <= 0 or self._unsent() >= OUTBOUND_HIGH:
                 self.waiting[stream_id] = stream  # the rest goes when there is room
                 return
@@ -936,14 +941,19 @@ class _Connection:
 
     def _reset(self, stream_id: int, stream: _Stream, code: int) -> None:
         """A stream error (RFC 9113 5.4.2)."""
-        self._close(stream_id, stream, _RESET_BY_US, code)
+        self._close(stream_id, stream, _RESET, code)
+
+    def _refuse(self, stream_id: int, code: int, client_done: int) -> None:
+        """A stream error on a stream that never opened here."""
+        self._emit_reset(stream_id, code)
+        self._remember(stream_id, _RESET if client_done else _IGNORING)
 
     def _emit_reset(self, stream_id: int, code: int) -> None:
-        """RST_STREAM for a stream not open here (refused, or closed before)."""
         self._emit(frame(RST_STREAM, 0, stream_id, code.to_bytes(4, "big")))
-        self._remember(stream_id, _RESET_BY_US)
 
-    def _close(self, stream_id: int, stream: _Stream, how: int, code: int = NO_ERROR) -> None:
+    def _close(self, stream_id: int, stream: _Stream, how: int, code: int | None = None) -> None:
+        """Forget an open stream. `how` is _ENDED (answered), or _RESET with the RST_STREAM
+        `code` to send (None when the client reset it)."""
         del self.streams[stream_id]
         self.waiting.pop(stream_id, None)
         self.parked.pop(stream_id, None)
@@ -952,9 +962,12 @@ class _Connection:
             stream.reserved = 0
         stream.body = bytearray()
         if how == _ENDED and not stream.client_done:
-            how = _RESET_BY_US  # answered early: ask the client to stop sending (8.1)
-        if how == _RESET_BY_US:
-            self._emit(frame(RST_STREAM, 0, stream_id, code.to_bytes(4, "big")))
+            how = _IGNORING  # answered early: ask the client to stop sending (8.1)
+            self._emit_reset(stream_id, NO_ERROR)
+        elif how == _RESET and code is not None:
+            self._emit_reset(stream_id, code)
+            if not stream.client_done:
+                how = _IGNORING
         self._remember(stream_id, how)
 
     def _remember(self, stream_id: int, how: int) -> None:

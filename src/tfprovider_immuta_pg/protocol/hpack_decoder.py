@@ -124,6 +124,10 @@ class HpackError(ValueError):
     pass
 
 
+class HeaderListTooLarge(HpackError):
+    """The block holds more than the decoder's max_header_list_size (not a coding error)."""
+
+
 class _HuffmanTable:
     """Huffman decoding a byte at a time, by table.
 
@@ -233,7 +237,7 @@ class Decoder:
                 field, pos = self._literal(block, pos, 4, room)
             room -= len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
             if room < 0:
-                raise HpackError(f"header list larger than {self.max_header_list_size} bytes")
+                raise HeaderListTooLarge(f"header list over {self.max_header_list_size} bytes")
             fields.append(field)
         return fields
 
@@ -303,6 +307,6 @@ def _string(block: bytes, pos: int, room: int, limit: int) -> tuple[bytes, int]:
     if pos + length > len(block):
         raise HpackError("truncated string")
     if (length * 8 // 30 if huffman else length) > room:
-        raise HpackError(f"header list larger than {limit} bytes")
+        raise HeaderListTooLarge(f"header list over {limit} bytes")
     raw = block[pos : pos + length]
     return (huffman_decode(raw) if huffman else bytes(raw)), pos + length
