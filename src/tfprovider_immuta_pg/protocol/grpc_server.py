@@ -397,6 +397,7 @@ class _Connection:
         self.heads: dict[bytes, _Head] = {}  # see _head_of
         self.streams: dict[int, _Stream] = {}  # open and half-closed streams
         self.waiting: dict[int, _Stream] = {}  # responses held by flow control or OUTBOUND_HIGH
+        self.outbound_full = False  # a response waits for OUTBOUND_HIGH, not for a window
         self.parked: dict[int, _Stream] = {}  # requests waiting for the budget
         self.ready: list[tuple[int, _Stream]] = []  # requests complete in this read
         self.closed_streams: dict[int, int] = {}  # stream id: how it ended (recent ones)
@@ -440,7 +441,8 @@ class _Connection:
                 self._admit_parked()
                 self._dispatch_ready()
             self._send()
-            if self.waiting and self.send_window > 0 and self._unsent() < OUTBOUND_HIGH:
+            if self.outbound_full and self._unsent() < OUTBOUND_HIGH:
+                self.outbound_full = False
                 self._resume_waiting()
                 self._send()
 
@@ -735,6 +737,7 @@ class _Connection:
         if len(payload) != 8:
             raise ProtocolError("a PING that is not 8 bytes", FRAME_SIZE_ERROR)
         if not flags & ACK:
+            self._dispatch_ready()  # its ACK follows the answers to what came before it
             self._emit(frame(PING, ACK, 0, payload))
 
     def _on_goaway(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -925,6 +928,7 @@ class _Connection:
             size = min(len(pending) - stream.offset, window, self.peer_max_frame, LARGEST_DATA_SENT)
             if size <= 0 or self._unsent() >= OUTBOUND_HIGH:
                 self.waiting[stream_id] = stream  # the rest goes when there is room
+                self.outbound_full |= size > 0
                 return
             self._emit(frame(DATA, 0, stream_id, pending[stream.offset : stream.offset + size]))
             stream.offset += size
