@@ -81,14 +81,16 @@ class PluginProcess:
         timeout: float = 15,
         cwd: str | Path = "/",
         client_certificate: ClientCertificate | None = None,
+        executable: str | Path = PROVIDER_EXE,
     ) -> None:
-        """With `client_certificate`, PLUGIN_CLIENT_CERT announces it and channels present it."""
+        """With `client_certificate`, PLUGIN_CLIENT_CERT announces it and channels present it.
+        `executable` may be another plugin (another build, or the Go null provider)."""
         self.client_certificate = client_certificate
         if client_certificate is not None:
             extra_env = {**(extra_env or {}), "PLUGIN_CLIENT_CERT": client_certificate.cert_pem}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
-            [str(PROVIDER_EXE)],
+            [str(executable)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

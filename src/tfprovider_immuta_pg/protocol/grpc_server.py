@@ -247,11 +247,20 @@ class _Head:
         self.pseudo = False  # any pseudo-header: never in trailers
 
 
-def _read_head(fields: list[tuple[bytes, bytes]]) -> _Head:
+_SPECIAL_FIELDS = frozenset((b"te", b"content-type", b"grpc-timeout", b"content-length", b"host"))
+
+
+def _read_head(fields: list[tuple[bytes, bytes]], plain: set[tuple[bytes, bytes]]) -> _Head:
+    """`plain`: regular fields found valid before that mean nothing to the server (such as
+    user-agent); grpc-go sends the same few on every call, so they are checked once."""
     head, pseudo, regular, host = _Head(), {}, False, None
     problem = refusal = ""
     content_type = b""
-    for name, value in fields:
+    for field in fields:
+        if field in plain:
+            regular = True
+            continue
+        name, value = field
         if value and (
             b"\0" in value
             or b"\n" in value
@@ -272,6 +281,9 @@ def _read_head(fields: list[tuple[bytes, bytes]]) -> _Head:
         regular = True
         if not name or name.translate(None, _NAME_CHARACTERS):
             problem = problem or f"field name {name!r} is empty or has forbidden characters"
+        elif name not in _SPECIAL_FIELDS and name not in _CONNECTION_FIELDS:
+            if not problem and len(plain) < 64:
+                plain.add(field)
         elif name in _CONNECTION_FIELDS:
             problem = problem or f"connection-specific field {name!r}"
         elif name == b"te":
@@ -395,6 +407,7 @@ class _Connection:
         self.preface_seen = self.settings_seen = False
         self.decoder = Decoder(MAX_HEADER_BLOCK)
         self.heads: dict[bytes, _Head] = {}  # see _head_of
+        self.plain_fields: set[tuple[bytes, bytes]] = set()  # see _read_head
         self.streams: dict[int, _Stream] = {}  # open and half-closed streams
         self.waiting: dict[int, _Stream] = {}  # responses held by flow control or OUTBOUND_HIGH
         self.outbound_full = False  # a response waits for OUTBOUND_HIGH, not for a window
@@ -593,11 +606,10 @@ class _Connection:
                 raise ProtocolError("HEADERS too short for its priority", FRAME_SIZE_ERROR)
             dependency = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
             payload = payload[5:]
-        block = _HeaderBlock(stream_id, payload, flags & END_STREAM, dependency)
         if flags & END_HEADERS:
-            self._on_header_block(block)
+            self._on_header_block(stream_id, payload, flags & END_STREAM, dependency)
         else:
-            self.continuing = block
+            self.continuing = _HeaderBlock(stream_id, payload, flags & END_STREAM, dependency)
 
     def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         block = self.continuing
@@ -609,16 +621,17 @@ class _Connection:
             raise ProtocolError("a header block over the limit", ENHANCE_YOUR_CALM)
         if flags & END_HEADERS:
             self.continuing = None
-            self._on_header_block(block)
+            self._on_header_block(stream_id, bytes(block.data), block.end_stream, block.dependency)
 
-    def _on_header_block(self, block: _HeaderBlock) -> None:
-        stream_id = block.stream_id
-        head = self._head_of(bytes(block.data))  # decoded even when refused: HPACK keeps up
+    def _on_header_block(
+        self, stream_id: int, block: bytes, end_stream: int, dependency: int
+    ) -> None:
+        head = self._head_of(block)  # decoded even when refused: HPACK keeps up
         stream = self.streams.get(stream_id)
         if stream is not None:  # a second block on a stream: trailers
             if stream.client_done:
                 return self._reset(stream_id, stream, STREAM_CLOSED)
-            if not block.end_stream or head.pseudo or head.bad_field:  # RFC 9113 8.1
+            if not end_stream or head.pseudo or head.bad_field:  # RFC 9113 8.1
                 return self._reset(stream_id, stream, PROTOCOL_ERROR)
             return self._end_of_request(stream_id, stream)
         if stream_id % 2 == 0:
@@ -635,18 +648,18 @@ class _Connection:
         if self.going_away:
             return None
         self.last_stream_id = stream_id
-        if block.dependency == stream_id or head.malformed:
-            return self._refuse(stream_id, PROTOCOL_ERROR, block.end_stream)
+        if dependency == stream_id or head.malformed:
+            return self._refuse(stream_id, PROTOCOL_ERROR, end_stream)
         if len(self.streams) >= MAX_STREAMS:
-            return self._refuse(stream_id, REFUSED_STREAM, block.end_stream)
+            return self._refuse(stream_id, REFUSED_STREAM, end_stream)
         stream = self.streams[stream_id] = _Stream(head)
         if head.refusal is not None:
             http_status, reason = head.refusal
-            stream.client_done = bool(block.end_stream)
+            stream.client_done = bool(end_stream)
             return self._answer(stream_id, stream, INTERNAL, reason, http_status)
         if head.timeout is not None:
             self.server.add_deadline(head.timeout, self, stream_id, stream)
-        if block.end_stream:
+        if end_stream:
             self._end_of_request(stream_id, stream)
         return None
 
@@ -661,7 +674,7 @@ class _Connection:
         if head is not None:
             return head
         try:
-            head = _read_head(self.decoder.decode(block))
+            head = _read_head(self.decoder.decode(block), self.plain_fields)
         except HeaderListTooLarge as exc:
             raise ProtocolError(str(exc), ENHANCE_YOUR_CALM) from exc
         except HpackError as exc:

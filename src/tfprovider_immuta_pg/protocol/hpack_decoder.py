@@ -10,6 +10,8 @@ provider process's start-up (docs/performance.md, *The transport's own numbers*)
 
 from __future__ import annotations
 
+import threading
+
 DEFAULT_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE: the server never announces another
 MAX_HEADER_LIST_SIZE = 64 * 1024  # the default; the gRPC server passes its own, smaller
 ENTRY_OVERHEAD = 32  # RFC 7541 4.1
@@ -131,52 +133,55 @@ class HeaderListTooLarge(HpackError):
 class _HuffmanTable:
     """Huffman decoding a byte at a time, by table.
 
-    A state is a node of the code tree: the bits read since the last whole symbol. For
-    each (state, byte) the table holds the state after the byte and the symbols it
-    completes. An entry is made the first time it is needed, so a process pays only for
-    the transitions its clients use; what the full table costs, once, is in
-    docs/performance.md.
+    A state is the bits read since the last whole symbol, behind a leading 1 bit; each
+    state reached gets a row of 256 entries, one per input byte: the row of the state after
+    that byte, and the symbols the byte completes. An entry is made the first time it is
+    needed, so a process pays only for the transitions its clients use; what the full
+    table costs, once, is in docs/performance.md.
     """
 
     def __init__(self) -> None:
-        # children[2 * node + bit]: the next node (> 0), or ~symbol (< 0) at a leaf
-        children = [0, 0]
-        for (length, code), symbol in huffman_codes().items():
-            node = 0
-            for shift in range(length - 1, 0, -1):
-                slot = 2 * node + (code >> shift & 1)
-                if not children[slot]:
-                    children[slot] = len(children) // 2
-                    children += (0, 0)
-                node = children[slot]
-            children[2 * node + (code & 1)] = ~symbol
-        self.children = children
-        self.failed = len(children) // 2  # the state after EOS: every byte keeps it there
-        size = (self.failed + 1) * 256
-        self.next_state = [-1] * size  # index state << 8 | byte; -1: not made yet
-        self.symbols = [b""] * size
+        self.codes = {
+            1 << length | code: symbol for (length, code), symbol in huffman_codes().items()
+        }
+        self.lock = threading.Lock()  # two loop threads (two servers) may add rows at once
+        self.rows: dict[int, int] = {}  # state: its row's first index (a multiple of 256)
+        self.states: list[int] = []  # row number: state
+        self.next_state: list[int] = []  # -1 where the entry is not made yet
+        self.symbols: list[bytes] = []
         self._pieces: dict[bytes, bytes] = {}  # one object per symbol string
-        # Padding is up to 7 bits, all ones (the start of EOS): the nodes it can end on
-        node, self.complete = 0, {0}
-        for _ in range(7):
-            node = children[2 * node + 1]
-            self.complete.add(node << 8)
+        self.failed = self._row(0)  # after EOS: every byte keeps it there
+        self.start = self._row(1)
+        # padding is up to 7 bits, all ones (the start of EOS)
+        self.complete = frozenset(self._row((2 << ones) - 1) for ones in range(8))
+
+    def _row(self, state: int) -> int:
+        row = self.rows.get(state)
+        if row is None:
+            row = self.rows[state] = len(self.next_state)
+            self.states.append(state)
+            self.next_state += [-1] * 256
+            self.symbols += [b""] * 256
+        return row
 
     def make(self, index: int) -> int:
-        """Fill the entry at `index` (state << 8 | byte); returns its next state << 8."""
-        node, byte, symbols = index >> 8, index & 0xFF, b""
-        if node != self.failed:
-            for shift in (7, 6, 5, 4, 3, 2, 1, 0):
-                node = self.children[2 * node + (byte >> shift & 1)]
-                if node < 0:
-                    if node == ~EOS:
-                        node = self.failed
-                        break
-                    symbols += bytes((~node,))
-                    node = 0
-        self.symbols[index] = self._pieces.setdefault(symbols, symbols)
-        self.next_state[index] = node << 8
-        return node << 8
+        """Fill the entry at `index` (a row plus a byte); returns the next state's row."""
+        with self.lock:
+            state, byte, symbols = self.states[index >> 8], index & 0xFF, b""
+            if state:
+                for shift in (7, 6, 5, 4, 3, 2, 1, 0):
+                    state = state << 1 | (byte >> shift & 1)
+                    symbol = self.codes.get(state)
+                    if symbol is not None:
+                        if symbol == EOS:
+                            state = 0
+                            break
+                        symbols += bytes((symbol,))
+                        state = 1
+            row = self._row(state)
+            self.symbols[index] = self._pieces.setdefault(symbols, symbols)
+            self.next_state[index] = row
+            return row
 
 
 _table: _HuffmanTable | None = None
@@ -186,15 +191,16 @@ def huffman_decode(data: bytes) -> bytes:
     global _table
     table = _table or (_table := _HuffmanTable())
     next_state, symbols = table.next_state, table.symbols
-    state, out = 0, bytearray()
+    state, out = table.start, bytearray()
     for byte in data:
         index = state | byte
         state = next_state[index]
         if state < 0:
             state = table.make(index)
+            next_state, symbols = table.next_state, table.symbols  # rows may have been added
         out += symbols[index]
     if state not in table.complete:
-        if state == table.failed << 8:
+        if state == table.failed:
             raise HpackError("EOS inside a Huffman-coded string")
         raise HpackError("bad Huffman padding")
     return bytes(out)
