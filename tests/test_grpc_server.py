@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ from harness.grpc_served import (
     UNLIMITED,
     Served,
     assert_a_new_client_is_served,
+    start_tls_server,
     unary,
 )
 from harness.plugin import ClientCertificate, make_client_certificate
@@ -627,23 +626,7 @@ def test_tls_p521_client_over_raw_http2(
 ) -> None:
     """Terraform's P-521 client key, which grpcio cannot present: Python's ssl as the client."""
     client_cert = make_client_certificate("secp521r1")
-    served = start_server(
-        tls_context_factory=lambda: server_context(server_certificate, client_cert.cert_pem),
-        expected_client_der=client_certificate_der(client_cert.cert_pem),
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cadata=server_certificate.cert_pem.decode())
-    context.set_alpn_protocols(["h2"])
-    folder = tempfile.mkdtemp(dir="/tmp", prefix="p521")
-    try:
-        cert_file, key_file = os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem")
-        with open(cert_file, "w") as f:
-            f.write(client_cert.cert_pem)
-        with open(key_file, "w") as f:
-            f.write(client_cert.key_pem)
-        context.load_cert_chain(cert_file, key_file)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    served, context = start_tls_server(start_server, server_certificate, client_cert)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(5)
     sock.connect(served.path)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from harness.grpc_served import HOLD, INLINE_ECHO, Served
+from harness.grpc_served import HOLD, INLINE_ECHO, Served, assert_a_new_client_is_served
 from harness.h2_reference import ReferenceServer, Verdict
 from harness.raw_http2 import (
     ACK,
@@ -534,17 +534,7 @@ def test_the_server_refuses_what_h2_refuses_as_the_rfc_says(served: Served, case
         assert ours_after.refused, f"h2 refuses: {h2_after.kind()}"
     else:
         assert not ours_after.refused or case.h2_accepts, "h2 accepts it; say why we do not"
-    assert_still_serving(served)
-
-
-def assert_still_serving(served: Served) -> None:
-    client = RawClient(served.path)
-    try:
-        client.start()
-        client.request(1, INLINE_ECHO, b"still here")
-        assert client.response(1).message == b"still here"
-    finally:
-        client.close()
+    assert_a_new_client_is_served(served)
 
 
 def test_every_frame_type_meets_every_stream_state() -> None:

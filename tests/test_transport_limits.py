@@ -20,7 +20,16 @@ from pathlib import Path
 
 import hpack
 import pytest
-from harness.grpc_served import ECHO, HOLD, INLINE_ECHO, NO_BDP, SLOW_ECHO, Served, unary
+from harness.grpc_served import (
+    ECHO,
+    HOLD,
+    INLINE_ECHO,
+    NO_BDP,
+    SLOW_ECHO,
+    Served,
+    start_tls_server,
+    unary,
+)
 from harness.plugin import PROVIDER_EXE, PluginProcess, make_client_certificate, plugin_env
 from harness.raw_http2 import (
     CANCEL,
@@ -61,9 +70,7 @@ from tfprovider_immuta_pg.protocol.grpc_server import (
 )
 from tfprovider_immuta_pg.protocol.tls import (
     _x509_time,
-    client_certificate_der,
     generate_certificate,
-    server_context,
 )
 
 pytest_plugins = ["harness.grpc_fixtures"]
@@ -567,21 +574,8 @@ def test_shutdown_ends_the_connection_with_goaway() -> None:
 
 
 @pytest.fixture
-def tls_server(start_server: Callable[..., Served]) -> Iterator[tuple[Served, ssl.SSLContext]]:
-    """A server with the plugin's TLS policy, and a client context it accepts."""
-    certificate, client = generate_certificate(), make_client_certificate()
-    served = start_server(
-        tls_context_factory=lambda: server_context(certificate, client.cert_pem),
-        expected_client_der=client_certificate_der(client.cert_pem),
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cadata=certificate.cert_pem.decode())
-    context.set_alpn_protocols(["h2"])
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as pem:
-        pem.write(client.cert_pem + client.key_pem)
-        pem.flush()
-        context.load_cert_chain(pem.name)
-    yield served, context
+def tls_server(start_server: Callable[..., Served]) -> tuple[Served, ssl.SSLContext]:
+    return start_tls_server(start_server, generate_certificate(), make_client_certificate())
 
 
 def tls_client(served: Served, context: ssl.SSLContext, **kwargs: object) -> ssl.SSLSocket:

@@ -3,15 +3,24 @@ use (the fixtures that start it are in grpc_fixtures.py)."""
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
 
 from tfprovider_immuta_pg.protocol.grpc_server import GrpcServer, Route, RpcError
+from tfprovider_immuta_pg.protocol.tls import (
+    ServerCertificate,
+    client_certificate_der,
+    server_context,
+)
 
+from .plugin import ClientCertificate
 from .raw_http2 import RawClient
 
 ECHO, INLINE_ECHO, HOLD, BLOCK = "/t.T/Echo", "/t.T/InlineEcho", "/t.T/Hold", "/t.T/Block"
@@ -113,3 +122,22 @@ def assert_a_new_client_is_served(served: Served) -> None:
         assert client.response(1).message == b"still here"
     finally:
         client.close()
+
+
+def start_tls_server(
+    start_server: Callable[..., Served], certificate: ServerCertificate, client: ClientCertificate
+) -> tuple[Served, ssl.SSLContext]:
+    """A server with the plugin's TLS policy announcing `client`, and an OpenSSL client
+    context presenting it (any curve, P-521 too, which grpcio cannot present)."""
+    served = start_server(
+        tls_context_factory=lambda: server_context(certificate, client.cert_pem),
+        expected_client_der=client_certificate_der(client.cert_pem),
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=certificate.cert_pem.decode())
+    context.set_alpn_protocols(["h2"])
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as pem:  # load_cert_chain reads files
+        pem.write(client.cert_pem + client.key_pem)
+        pem.flush()
+        context.load_cert_chain(pem.name)
+    return served, context
