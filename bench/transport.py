@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,11 +73,13 @@ def measure(
     providers = {"ours": OURS, **(others or {}), "go null": NULL}
     client = make_client_certificate()
     processes: dict[tuple[str, str], PluginProcess] = {}
+    scratch = tempfile.mkdtemp(prefix="bench-transport-")  # every socket lands in here
+    env = {"PLUGIN_PROTOCOL_VERSIONS": "5,6", "PLUGIN_UNIX_SOCKET_DIR": scratch, "TMPDIR": scratch}
     try:
         for name, executable in providers.items():
             for mode in MODES:
                 processes[(name, mode)] = PluginProcess(
-                    {"PLUGIN_PROTOCOL_VERSIONS": "5,6"},
+                    env,
                     client_certificate=client if mode == "mtls" else None,
                     executable=executable,
                 )
@@ -102,6 +106,7 @@ def measure(
     finally:
         for process in processes.values():
             process.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     result: dict = {name: {mode: {} for mode in MODES} for name in providers}
     for (name, mode), by_kind in samples.items():
         for kind, values in by_kind.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import os
 import select
@@ -147,7 +148,11 @@ class PluginProcess:
         self.proc.wait(timeout=10)
         handshake = getattr(self, "handshake", None)
         if handshake and handshake.network == "unix" and os.path.isabs(handshake.address):
-            shutil.rmtree(os.path.dirname(handshake.address), ignore_errors=True)
+            if os.path.basename(handshake.address) == "plugin.sock":  # in our private folder
+                shutil.rmtree(os.path.dirname(handshake.address), ignore_errors=True)
+            else:  # go-plugin (the Go null provider) puts its socket in the temp folder itself
+                with contextlib.suppress(OSError):
+                    os.unlink(handshake.address)
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()

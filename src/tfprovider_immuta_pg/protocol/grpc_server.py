@@ -350,7 +350,6 @@ class _Stream:
         "consumed",
         "received",
         "client_done",
-        "dispatched",
         "send_delta",
         "headers_sent",
         "pending",
@@ -366,7 +365,6 @@ class _Stream:
         self.consumed = 0  # bytes consumed, not yet given back by a WINDOW_UPDATE
         self.received = 0  # DATA bytes, padding aside (against content-length)
         self.client_done = False  # END_STREAM received: half-closed (remote)
-        self.dispatched = False
         self.send_delta = 0  # the client's window for this stream minus its initial window
         self.headers_sent = False
         self.pending: memoryview | None = None  # the framed response message, not yet sent
@@ -877,7 +875,6 @@ class _Connection:
         ready, self.ready = self.ready, []
         for stream_id, stream in ready:
             if self.streams.get(stream_id) is stream:
-                stream.dispatched = True
                 reserved, stream.reserved = stream.reserved, 0  # the call holds it now
                 message = bytes(memoryview(stream.body)[5:])
                 stream.body = bytearray()
