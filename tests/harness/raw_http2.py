@@ -120,6 +120,7 @@ class RawClient:
         self.ended: set[int] = set()  # streams whose response ended
 
     def send(self, *frames: bytes) -> None:
+        self.sock.settimeout(10)  # not what the last read left (reads may wait 10 ms)
         self.sock.sendall(b"".join(frames))
 
     def start(self, settings: bytes = b"") -> list[Frame]:
