@@ -471,6 +471,13 @@ def frame_cases() -> list[Case]:
             "5.1.2",
         ),
         Case(
+            "a stream opened after the client's GOAWAY",
+            IDLE,
+            h2frame(GOAWAY, 0, 0, bytes(8)) + h2frame(HEADERS, END_HEADERS, 1, REQUEST),
+            connection(PROTOCOL_ERROR),
+            "6.8: its sender opens no more streams",
+        ),
+        Case(
             "no SETTINGS after the preface",
             IDLE,
             h2frame(PING, 0, 0, bytes(8)),
@@ -579,11 +586,16 @@ PAYLOADS = {
 
 @st.composite
 def frame_streams(draw: st.DrawFn) -> list[bytes]:
+    """Up to 10 frames; a GOAWAY ends the stream: h2 takes the connection as closed once
+    the client sent one and refuses any frame after it, where RFC 9113 6.8 lets the client
+    finish its streams (the server refuses only a new stream then: see the table)."""
     frames = []
     for _ in range(draw(st.integers(1, 10))):
         kind = draw(st.sampled_from([*PAYLOADS, 0x20]))
         payload = draw(PAYLOADS.get(kind, st.binary(max_size=8)))
         frames.append(h2frame(kind, draw(FLAGS), draw(STREAM_IDS), payload))
+        if kind == GOAWAY:
+            break
     return frames
 
 

@@ -336,6 +336,7 @@ def _read_head(fields: list[tuple[bytes, bytes]], plain: set[tuple[bytes, bytes]
 # both sides sent END_STREAM; the server reset it while the client was still sending (what
 # the client sent before it saw the reset is ignored); or it was reset otherwise.
 _ENDED, _IGNORING, _RESET = 1, 2, 3
+_NO_BODY = b""  # a stream's body once dispatched or closed (DATA never reaches it then)
 
 
 class _Stream:
@@ -358,7 +359,7 @@ class _Stream:
 
     def __init__(self, head: _Head) -> None:
         self.head = head
-        self.body = bytearray()
+        self.body: bytearray | bytes = bytearray()
         self.message_end = -1  # 5 + the message length, once the gRPC prefix is in
         self.reserved = 0  # bytes of the connection's request budget held for this request
         self.receive_window = STREAM_WINDOW  # what the client may still send
@@ -422,6 +423,7 @@ class _Connection:
         self.peer_max_frame = DEFAULT_MAX_FRAME
         self.last_stream_id = 0  # the highest stream the client opened
         self.going_away = False  # GOAWAY sent: new streams are ignored (RFC 9113 6.8)
+        self.client_went_away = False  # GOAWAY received: a new stream is an error (6.8)
         self.closed = False
         if self.authenticated:
             self._emit(SERVER_PREFACE)
@@ -456,9 +458,6 @@ class _Connection:
                 self.outbound_full = False
                 self._resume_waiting()
                 self._send()
-
-    def wants_to_read(self) -> bool:
-        return len(self.outbound) < OUTBOUND_HIGH
 
     def _handshake(self) -> bool:
         try:
@@ -643,6 +642,8 @@ class _Connection:
             if ended == _ENDED:
                 raise ProtocolError(f"HEADERS on closed stream {stream_id}", STREAM_CLOSED)
             raise ProtocolError(f"HEADERS on stream {stream_id}, below {self.last_stream_id}")
+        if self.client_went_away:
+            raise ProtocolError(f"HEADERS opening stream {stream_id} after the client's GOAWAY")
         if self.going_away:
             return None
         self.last_stream_id = stream_id
@@ -754,7 +755,7 @@ class _Connection:
     def _on_goaway(self, flags: int, stream_id: int, payload: bytes) -> None:
         if len(payload) < 8:
             raise ProtocolError("GOAWAY shorter than 8 bytes", FRAME_SIZE_ERROR)
-        # the client closes the socket when it is done; the streams it has run to the end
+        self.client_went_away = True  # it runs its streams to the end, and opens no more
 
     def _on_window_update(self, flags: int, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -877,7 +878,7 @@ class _Connection:
             if self.streams.get(stream_id) is stream:
                 reserved, stream.reserved = stream.reserved, 0  # the call holds it now
                 message = bytes(memoryview(stream.body)[5:])
-                stream.body = bytearray()
+                stream.body = _NO_BODY
                 self.server.dispatch(self, stream_id, stream, message, reserved)
 
     def is_live(self, stream_id: int, stream: _Stream) -> bool:
@@ -912,8 +913,7 @@ class _Connection:
             return
         stream.pending = memoryview(b"\x00" + len(response).to_bytes(4, "big") + response)
         stream.headers_sent = True
-        self._emit(frame(HEADERS, END_HEADERS, stream_id, RESPONSE_HEADERS))
-        self._continue(stream_id, stream)
+        self._continue(stream_id, stream, frame(HEADERS, END_HEADERS, stream_id, RESPONSE_HEADERS))
 
     def expire(self, stream_id: int, stream: _Stream) -> None:
         """grpc-timeout passed: the call is cancelled (lock held)."""
@@ -930,22 +930,36 @@ class _Connection:
         self._close(stream_id, stream, _ENDED)
         return False
 
-    def _continue(self, stream_id: int, stream: _Stream) -> None:
-        """Frame as much of the stream's response as the windows allow; trailers at the end."""
-        pending = stream.pending
-        while stream.offset < len(pending):
+    def _continue(self, stream_id: int, stream: _Stream, headers: bytes = b"") -> None:
+        """Frame as much of the stream's response as the windows allow, after `headers`;
+        trailers at the end."""
+        pending, offset, end = stream.pending, stream.offset, len(stream.pending)
+        out = [headers] if headers else []
+        size_out = len(headers)
+        unsent = len(self.outbound) + self.frames_out_size
+        done = True
+        while offset < end:
             window = min(self.peer_initial_window + stream.send_delta, self.send_window)
-            size = min(len(pending) - stream.offset, window, self.peer_max_frame, LARGEST_DATA_SENT)
-            if size <= 0 or self._unsent() >= OUTBOUND_HIGH:
+            size = min(end - offset, window, self.peer_max_frame, LARGEST_DATA_SENT)
+            if size <= 0 or unsent + size_out >= OUTBOUND_HIGH:
                 self.waiting[stream_id] = stream  # the rest goes when there is room
                 self.outbound_full |= size > 0
-                return
-            self._emit(frame(DATA, 0, stream_id, pending[stream.offset : stream.offset + size]))
-            stream.offset += size
+                done = False
+                break
+            out.append(frame(DATA, 0, stream_id, pending[offset : offset + size]))
+            offset += size
+            size_out += 9 + size
             stream.send_delta -= size
             self.send_window -= size
-        self._emit(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, TRAILERS_OK))
-        self._close(stream_id, stream, _ENDED)
+        stream.offset = offset
+        if done:
+            out.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, TRAILERS_OK))
+            size_out += 9 + len(TRAILERS_OK)
+        if out:
+            self.frames_out += out
+            self.frames_out_size += size_out
+        if done:
+            self._close(stream_id, stream, _ENDED)
 
     def _resume_waiting(self) -> None:
         for stream_id, stream in list(self.waiting.items()):
@@ -974,7 +988,7 @@ class _Connection:
         if stream.reserved:  # not dispatched: the body goes with the stream
             self.budget_used -= stream.reserved
             stream.reserved = 0
-        stream.body = bytearray()
+        stream.body = _NO_BODY
         if how == _ENDED and not stream.client_done:
             how = _IGNORING  # answered early: ask the client to stop sending (8.1)
             self._emit_reset(stream_id, NO_ERROR)
@@ -1199,9 +1213,7 @@ class GrpcServer:
                     connection.expire(stream_id, stream)
                 self._serve(connection, 0)
 
-    def _next_timeout(self) -> float | None:
-        if not self._deadlines:
-            return None
+    def _next_timeout(self) -> float:
         return max(0.0, self._deadlines[0][0] - time.monotonic())
 
     # ------------------------------------------------------------------ the loop
@@ -1217,7 +1229,8 @@ class GrpcServer:
         self._selector.register(self.listener, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         while not self._stopping:
-            for key, mask in self._selector.select(self._next_timeout()):
+            timeout = self._next_timeout() if self._deadlines else None
+            for key, mask in self._selector.select(timeout):
                 if key.data is None:
                     self._accept()
                 elif key.data == "wake":
@@ -1285,8 +1298,9 @@ class GrpcServer:
                 self._log("warn", "closed a client that broke HTTP/2", reason=str(exc))
             self._drop(connection)
             return
-        wanted = selectors.EVENT_READ if connection.wants_to_read() else 0
-        if connection.outbound:
+        outbound = len(connection.outbound)
+        wanted = selectors.EVENT_READ if outbound < OUTBOUND_HIGH else 0
+        if outbound:
             wanted |= selectors.EVENT_WRITE
         if self._selector.get_key(connection.sock).events != wanted:
             self._selector.modify(connection.sock, wanted, connection)
