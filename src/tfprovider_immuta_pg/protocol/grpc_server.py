@@ -412,6 +412,7 @@ class _Connection:
         self.outbound_full = False  # a response waits for OUTBOUND_HIGH, not for a window
         self.parked: dict[int, _Stream] = {}  # requests waiting for the budget
         self.ready: list[tuple[int, _Stream]] = []  # requests complete in this read
+        self.timed: list[tuple[float, int, _Stream]] = []  # grpc-timeouts met in this read
         self.closed_streams: dict[int, int] = {}  # stream id: how it ended (recent ones)
         self.continuing: _HeaderBlock | None = None  # a header block in pieces
         self.budget_used = 0  # request bytes reserved (REQUEST_BUDGET)
@@ -445,7 +446,17 @@ class _Connection:
                 self._decrypt()
             self._parse()
             self._dispatch_ready()
+            if self.timed:
+                self._time_calls()
             self._send()
+
+    def _time_calls(self) -> None:
+        """Deadlines for the calls of this read still open: one answered at once (on the loop)
+        costs the timer nothing."""
+        for deadline, stream_id, stream in self.timed:
+            if self.streams.get(stream_id) is stream:
+                self.server.add_deadline(deadline, self, stream_id, stream)
+        self.timed.clear()
 
     def on_writable(self) -> None:
         """Send what waits; let in parked requests and held responses when there is room."""
@@ -656,8 +667,8 @@ class _Connection:
             http_status, reason = head.refusal
             stream.client_done = bool(end_stream)
             return self._answer(stream_id, stream, INTERNAL, reason, http_status)
-        if head.timeout is not None:
-            self.server.add_deadline(head.timeout, self, stream_id, stream)
+        if head.timeout is not None:  # timed from now; see _time_calls
+            self.timed.append((time.monotonic() + head.timeout, stream_id, stream))
         if end_stream:
             self._end_of_request(stream_id, stream)
         return None
@@ -1192,11 +1203,11 @@ class GrpcServer:
             return INTERNAL, f"{type(exc).__name__}: {exc}", b""
 
     def add_deadline(
-        self, timeout: float, connection: _Connection, stream_id: int, stream: _Stream
+        self, deadline: float, connection: _Connection, stream_id: int, stream: _Stream
     ) -> None:
-        """Cancel the call `timeout` seconds from now unless it ended (loop thread)."""
+        """Cancel the call at `deadline` (time.monotonic) unless it ended (loop thread)."""
         self._deadline_count += 1
-        entry = (time.monotonic() + timeout, self._deadline_count, connection, stream_id, stream)
+        entry = (deadline, self._deadline_count, connection, stream_id, stream)
         heapq.heappush(self._deadlines, entry)
         if len(self._deadlines) > 4 * MAX_STREAMS * (len(self._connections) + 1):
             # ended streams' entries wait for their time; drop them once they pile up
