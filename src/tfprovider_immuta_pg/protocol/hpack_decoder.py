@@ -108,17 +108,17 @@ HUFFMAN_CODE_LENGTHS = (
 EOS = 256
 
 
-def huffman_codes() -> dict[tuple[int, int], int]:
-    """{(length, code): symbol}: canonical codes, assigned in order of (length, symbol)."""
-    codes: dict[tuple[int, int], int] = {}
+def huffman_codes() -> dict[int, int]:
+    """{1 << length | code: symbol}: canonical codes, assigned in order of (length, symbol),
+    each behind a leading 1 bit so that its length is part of it."""
+    codes: dict[int, int] = {}
     code, previous_length = -1, 0
-    for symbol in sorted(
-        range(len(HUFFMAN_CODE_LENGTHS)), key=lambda s: (HUFFMAN_CODE_LENGTHS[s], s)
-    ):
-        length = HUFFMAN_CODE_LENGTHS[symbol]
+    lengths = HUFFMAN_CODE_LENGTHS
+    for symbol in sorted(range(len(lengths)), key=lengths.__getitem__):  # stable: by symbol
+        length = lengths[symbol]
         code = (code + 1) << (length - previous_length)
         previous_length = length
-        codes[(length, code)] = symbol
+        codes[1 << length | code] = symbol
     return codes
 
 
@@ -141,9 +141,7 @@ class _HuffmanTable:
     """
 
     def __init__(self) -> None:
-        self.codes = {
-            1 << length | code: symbol for (length, code), symbol in huffman_codes().items()
-        }
+        self.codes = huffman_codes()
         self.lock = threading.Lock()  # two loop threads (two servers) may add rows at once
         self.rows: dict[int, int] = {}  # state: its row's first index (a multiple of 256)
         self.states: list[int] = []  # row number: state
@@ -152,8 +150,6 @@ class _HuffmanTable:
         self._pieces: dict[bytes, bytes] = {}  # one object per symbol string
         self.failed = self._row(0)  # after EOS: every byte keeps it there
         self.start = self._row(1)
-        # padding is up to 7 bits, all ones (the start of EOS)
-        self.complete = frozenset(self._row((2 << ones) - 1) for ones in range(8))
 
     def _row(self, state: int) -> int:
         row = self.rows.get(state)
@@ -166,12 +162,13 @@ class _HuffmanTable:
 
     def make(self, index: int) -> int:
         """Fill the entry at `index` (a row plus a byte); returns the next state's row."""
+        codes = self.codes
         with self.lock:
             state, byte, symbols = self.states[index >> 8], index & 0xFF, b""
             if state:
                 for shift in (7, 6, 5, 4, 3, 2, 1, 0):
                     state = state << 1 | (byte >> shift & 1)
-                    symbol = self.codes.get(state)
+                    symbol = codes.get(state)
                     if symbol is not None:
                         if symbol == EOS:
                             state = 0
@@ -185,6 +182,8 @@ class _HuffmanTable:
 
 
 _table: _HuffmanTable | None = None
+# Padding is up to 7 bits, all ones (the start of EOS): the states a string may end in.
+_COMPLETE = frozenset((2 << ones) - 1 for ones in range(8))
 
 
 def huffman_decode(data: bytes) -> bytes:
@@ -199,7 +198,7 @@ def huffman_decode(data: bytes) -> bytes:
             state = table.make(index)
             next_state, symbols = table.next_state, table.symbols  # rows may have been added
         out += symbols[index]
-    if state not in table.complete:
+    if table.states[state >> 8] not in _COMPLETE:
         if state == table.failed:
             raise HpackError("EOS inside a Huffman-coded string")
         raise HpackError("bad Huffman padding")
