@@ -559,13 +559,13 @@ class _Connection:
             if kind != SETTINGS or flags & ACK:
                 raise ProtocolError("the client preface has no SETTINGS frame")
             self.settings_seen = True
-        if kind >= len(_FRAME_HANDLERS):
+        if kind > CONTINUATION:
             return  # unknown frame types are ignored (RFC 9113 4.1)
-        connection_wide = kind in (SETTINGS, PING, GOAWAY)
-        if (stream_id == 0) is not connection_wide and kind != WINDOW_UPDATE:
+        handler, on_stream_0 = _FRAME_HANDLERS[kind]
+        if (stream_id == 0) is not on_stream_0 and on_stream_0 is not None:
             where = "stream 0" if stream_id == 0 else f"stream {stream_id}"
             raise ProtocolError(f"{FRAME_NAMES[kind]} on {where}")
-        _FRAME_HANDLERS[kind](self, flags, stream_id, payload)
+        handler(self, flags, stream_id, payload)
 
     def _is_idle(self, stream_id: int) -> bool:
         """Never opened and not implicitly closed; even ids are the server's (never used)."""
@@ -1035,17 +1035,19 @@ class _Connection:
         self.sock.close()
 
 
+# Each frame type's handler, and whether it must be (True) or must not be (False) on stream
+# 0; WINDOW_UPDATE goes either way.
 _FRAME_HANDLERS = (
-    _Connection._on_data,
-    _Connection._on_headers,
-    _Connection._on_priority,
-    _Connection._on_rst_stream,
-    _Connection._on_settings,
-    _Connection._on_push_promise,
-    _Connection._on_ping,
-    _Connection._on_goaway,
-    _Connection._on_window_update,
-    _Connection._on_continuation,
+    (_Connection._on_data, False),
+    (_Connection._on_headers, False),
+    (_Connection._on_priority, False),
+    (_Connection._on_rst_stream, False),
+    (_Connection._on_settings, True),
+    (_Connection._on_push_promise, False),
+    (_Connection._on_ping, True),
+    (_Connection._on_goaway, True),
+    (_Connection._on_window_update, None),
+    (_Connection._on_continuation, False),
 )
 
 
