@@ -1252,6 +1252,8 @@ class GrpcServer:
                     self._serve(key.data, mask)
             if self._deadlines:
                 self._expire_deadlines()
+        if self._draining:  # stop() may finish before the loop saw its wake-up
+            self._drain()
         for connection in list(self._connections):
             self._drop(connection)
         self._selector.close()
@@ -1280,18 +1282,23 @@ class GrpcServer:
                 pass
         except BlockingIOError:
             pass
-        if self._draining and self._listening:  # stop() began
+        if self._draining:
+            self._drain()
+        with self._woken_lock:
+            woken, self._woken = self._woken, set()
+        for connection in woken:
+            if connection in self._connections:
+                self._serve(connection, 0)
+
+    def _drain(self) -> None:
+        """stop() began: no new connection, and GOAWAY to every client (once)."""
+        if self._listening:
             self._listening = False
             self._selector.unregister(self.listener)
             self.listener.close()
             for connection in list(self._connections):
                 with contextlib.suppress(OSError, ValueError), connection.lock:
                     connection.go_away()
-        with self._woken_lock:
-            woken, self._woken = self._woken, set()
-        for connection in woken:
-            if connection in self._connections:
-                self._serve(connection, 0)
 
     def _serve(self, connection: _Connection, mask: int) -> None:
         try:
