@@ -470,6 +470,11 @@ class _Connection:
                 self._resume_waiting()
                 self._send()
 
+    def needs_writing(self) -> bool:
+        """Bytes to send, or requests and responses that wait for room (read without the
+        lock: a worker that leaves work behind wakes the loop anyway)."""
+        return bool(self.outbound or self.parked or self.outbound_full)
+
     def _handshake(self) -> bool:
         try:
             self.tls.do_handshake()
@@ -760,7 +765,8 @@ class _Connection:
         if len(payload) != 8:
             raise ProtocolError("a PING that is not 8 bytes", FRAME_SIZE_ERROR)
         if not flags & ACK:
-            self._dispatch_ready()  # its ACK follows the answers to what came before it
+            if self.ready:
+                self._dispatch_ready()  # its ACK follows the answers to what came before it
             self._emit(frame(PING, ACK, 0, payload))
 
     def _on_goaway(self, flags: int, stream_id: int, payload: bytes) -> None:
@@ -999,7 +1005,7 @@ class _Connection:
         if stream.reserved:  # not dispatched: the body goes with the stream
             self.budget_used -= stream.reserved
             stream.reserved = 0
-        stream.body = _NO_BODY
+        stream.body, stream.pending = _NO_BODY, None  # a deadline may keep the stream a while
         if how == _ENDED and not stream.client_done:
             how = _IGNORING  # answered early: ask the client to stop sending (8.1)
             self._emit_reset(stream_id, NO_ERROR)
@@ -1305,8 +1311,9 @@ class GrpcServer:
             if connection.closed:
                 raise ConnectionResetError("a worker found the connection broken")
             if mask & selectors.EVENT_READ:
-                connection.on_readable()
-            connection.on_writable()
+                connection.on_readable()  # sends what it made
+            if mask != selectors.EVENT_READ or connection.needs_writing():
+                connection.on_writable()
         except Exception as exc:  # noqa: BLE001 (a bug costs one connection, never the loop)
             if not isinstance(exc, (OSError, ValueError, ProtocolError)):
                 self._log("error", "gRPC connection failed", error=f"{type(exc).__name__}: {exc}")
