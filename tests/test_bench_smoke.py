@@ -73,3 +73,12 @@ def test_handshake_bench_times_the_line_and_the_first_answer() -> None:
     # The first answer comes after the line, for both (a swapped or empty timer fails here).
     assert 0 < medians["ours"] < medians["ours first answer"] < 5000, out
     assert 0 < medians["go null"] < medians["go null first answer"] < 5000, out
+
+
+def test_nested_plan_bench_prints_a_row_per_measure() -> None:
+    out = run_bench("bench.nested_plan", "--sizes", "200,400", "--runs", "1")
+    assert "| CPU ms, min of 1 | 200 entries | 400 entries | x deepcopy at 400 |" in out, out
+    for label in ("plan, one entry changed", "plan, nothing changed", "plan, create", "validate"):
+        row = re.search(rf"^\| {label} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
+        assert row, out
+        assert float(row[1]) > 0 and float(row[2]) > 0, out

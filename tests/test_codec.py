@@ -1,4 +1,5 @@
-"""cty values <-> msgpack / JSON (tfprovider_immuta_pg.protocol.codec)."""
+"""cty values <-> msgpack / JSON (tfprovider_immuta_pg.protocol.codec), and nested attributes
+in schemas (schema_to_proto)."""
 
 from __future__ import annotations
 
@@ -280,6 +281,152 @@ def test_missing_object_attributes_decode_as_null() -> None:
 def test_malformed_msgpack_raises_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError, match="malformed msgpack"):
         decode_msgpack(data, RULE)
+
+
+# ------------------------------------------------------------------ nested attributes
+#
+# A nested attribute's value is its implied type: a MAP of objects is a msgpack map of maps,
+# a LIST or SET of objects an array of maps, a SINGLE object a map.
+
+ENTRY = Object(
+    {
+        "postgres": Object({"mode": STRING, "username": STRING}),
+        "aws": Object({"user_type": STRING, "principal": STRING}),
+        "found": BOOL,
+        "revision": NUMBER,
+    }
+)
+MAPPINGS = Object({"id": STRING, "mappings": Map(ENTRY), "ports": List(RULE), "tags": Set(RULE)})
+
+
+def mapping_entry(i: int) -> dict:
+    postgres = {"mode": "username", "username": f"User{i}"} if i % 2 else None
+    return {"postgres": postgres, "aws": None, "found": bool(i % 3), "revision": i}
+
+
+def test_map_of_objects_roundtrip_with_unknown_and_null_inside_elements() -> None:
+    value = {
+        "id": "c",
+        "mappings": {
+            "alice@example.com": mapping_entry(1),
+            "bob@example.com": mapping_entry(2),
+            "ünï cødé/#": {
+                "postgres": {"mode": "unset", "username": UNKNOWN},
+                "aws": UNKNOWN,
+                "found": UNKNOWN,
+                "revision": UNKNOWN,
+            },
+        },
+        "ports": [{"port": 5432, "proto": None}],
+        "tags": [{"port": 1, "proto": "a"}, {"port": 2, "proto": UNKNOWN}],
+    }
+    assert roundtrip(value, MAPPINGS) == value
+    on_wire = wire(value, MAPPINGS)
+    assert on_wire["mappings"]["bob@example.com"]["postgres"] is None
+    assert on_wire["mappings"]["ünï cødé/#"]["aws"] == msgpack.ExtType(0, b"\x00")
+
+
+def test_large_map_of_objects_roundtrip() -> None:
+    value = {
+        "id": "c",
+        "mappings": {f"user{i}@example.com": mapping_entry(i) for i in range(10_000)},
+        "ports": None,
+        "tags": [],
+    }
+    assert roundtrip(value, MAPPINGS) == value
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        (
+            {"postgres": {"mode": 1}},
+            r"mappings\['alice@example.com'\]\.postgres\.mode: expected a string",
+        ),
+        ({"found": 1}, r"\['alice@example.com'\]\.found: expected a bool, got int"),
+        ({"revision": True}, r"\['alice@example.com'\]\.revision: expected a number, got bool"),
+        ({"revision": "many"}, r"\.revision: 'many' is not a number"),
+        ({"postgres": {"mode": "x", "extra": "y"}}, r"\.postgres: unsupported attribute 'extra'"),
+        ({"aws": ["iam_role"]}, r"\.aws: expected an object, got list"),
+    ],
+)
+def test_errors_inside_map_elements_name_the_key(entry: dict, fragment: str) -> None:
+    raw = {"id": "c", "mappings": {"bob@example.com": {}, "alice@example.com": entry}}
+    with pytest.raises(CodecError, match=fragment):
+        decode_msgpack(msgpack.packb(raw), MAPPINGS)
+
+
+def test_map_of_objects_refuses_non_string_keys_and_non_object_elements() -> None:
+    with pytest.raises(CodecError, match="mappings: map keys must be strings"):
+        decode_msgpack(msgpack.packb({"mappings": {1: {}}}), MAPPINGS)
+    with pytest.raises(CodecError, match=r"mappings\['a'\]: expected an object, got str"):
+        decode_msgpack(msgpack.packb({"mappings": {"a": "x"}}), MAPPINGS)
+
+
+def test_json_state_with_a_map_of_objects() -> None:
+    data = json.dumps(
+        {
+            "id": "c",
+            "mappings": {"a": {"postgres": {"mode": "none", "dropped": 1}, "revision": 3}},
+            "ports": None,
+            "tags": [{"port": 1}],
+        }
+    ).encode()
+    assert decode_json(data, MAPPINGS) == {
+        "id": "c",
+        "mappings": {
+            "a": {
+                "postgres": {"mode": "none", "username": None},
+                "aws": None,
+                "found": None,
+                "revision": 3,
+            }
+        },
+        "ports": None,
+        "tags": [{"port": 1, "proto": None}],
+    }
+
+
+def test_schema_to_proto_declares_nested_attributes_with_nested_type() -> None:
+    from tfprovider_immuta_pg.framework.schema import (
+        MAP,
+        Attribute,
+        Block,
+        NestedAttribute,
+        Schema,
+    )
+    from tfprovider_immuta_pg.protocol.convert import schema_to_proto
+    from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2 as pb
+
+    schema = Schema(
+        Block(
+            attributes={
+                "mappings": NestedAttribute(
+                    "By user.",
+                    required=True,
+                    nesting=MAP,
+                    attributes={
+                        "postgres": NestedAttribute(
+                            "PostgreSQL.",
+                            optional=True,
+                            attributes={"mode": Attribute(STRING, "Mode.", default="unset")},
+                        ),
+                        "found": Attribute(BOOL, "Found.", computed=True, sensitive=True),
+                    },
+                )
+            }
+        )
+    )
+    (mappings,) = schema_to_proto(schema).block.attributes
+    assert mappings.name == "mappings" and mappings.required and not mappings.type
+    assert mappings.nested_type.nesting == pb.Schema.Object.MAP
+    postgres, found = mappings.nested_type.attributes
+    assert (postgres.name, postgres.optional, postgres.type) == ("postgres", True, b"")
+    assert postgres.nested_type.nesting == pb.Schema.Object.SINGLE
+    (mode,) = postgres.nested_type.attributes
+    assert (mode.type, mode.optional, mode.computed) == (b'"string"', True, True)
+    assert (found.type, found.computed, found.sensitive) == (b'"bool"', True, True)
+    assert found.description == "Found." and found.description_kind == pb.MARKDOWN
 
 
 # ------------------------------------------------------------------ JSON (state upgrades)

@@ -40,13 +40,7 @@ FAST = ("-auto-approve", "-no-color", "-input=false", "-refresh=false")
 def provider(db: Database, moto: MotoServer | None = None) -> str:
     if moto is None:
         return provider_block(db.server)
-    aws = Body(
-        region="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-        endpoint_url=moto.endpoint_url,
-    )
-    return provider_block(db.server, aws=aws)
+    return provider_block(db.server, aws=moto.aws_block())
 
 
 def connection(db: Database, display_name: str, deployment: str = "self_managed") -> str:

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from tfprovider_immuta_pg.framework.provider import DataSource, Function, Parameter
-from tfprovider_immuta_pg.framework.schema import Attribute, Block, NestedBlock, OneOf, Schema
+from tfprovider_immuta_pg.framework.schema import (
+    LIST,
+    MAP,
+    SET,
+    Attribute,
+    Block,
+    NestedAttribute,
+    NestedBlock,
+    OneOf,
+    Schema,
+)
 from tfprovider_immuta_pg.framework.types import BOOL, NUMBER, STRING, List
 from tfprovider_immuta_pg.immuta.provider import ImmutaProvider
 
@@ -32,9 +42,11 @@ PROVIDER = ImmutaProvider()
 
 
 def walk(block: Block, path: tuple[str, ...] = ()):
-    """(path, attribute) for every attribute, nested blocks included."""
+    """(path, attribute) for every attribute, nested attributes and blocks included."""
     for name, attr in block.attributes.items():
         yield (*path, name), attr
+        if isinstance(attr, NestedAttribute):
+            yield from walk(attr.block, (*path, name))
     for name, nested in block.blocks.items():
         yield from walk(nested.block, (*path, name))
 
@@ -181,3 +193,99 @@ def test_new_data_sources_and_functions_get_pages(monkeypatch):
     assert "# function: example_arn" in function
     assert "example_arn(region string, n number) string" in function
     assert "1. `region` (String) AWS region." in function
+
+
+NESTED_ATTRIBUTES = Block(
+    attributes={
+        "mappings": NestedAttribute(
+            "Mappings by Immuta user.",
+            required=True,
+            nesting=MAP,
+            attributes={
+                "postgres": NestedAttribute(
+                    "PostgreSQL side.",
+                    optional=True,
+                    attributes={
+                        "mode": Attribute(
+                            STRING,
+                            "Mode.",
+                            default="unset",
+                            validators=[OneOf(("username", "unset"))],
+                        ),
+                        "username": Attribute(STRING, "Role.", optional=True),
+                    },
+                ),
+                "found": Attribute(BOOL, "Role found.", computed=True),
+            },
+        ),
+        "ports": NestedAttribute(
+            "Ports.",
+            optional=True,
+            nesting=LIST,
+            attributes={"number": Attribute(NUMBER, "Port.", required=True)},
+        ),
+        "tags": NestedAttribute(
+            "Tags.",
+            optional=True,
+            sensitive=True,
+            nesting=SET,
+            attributes={"name": Attribute(STRING, "Name.", required=True)},
+        ),
+        "policy": NestedAttribute(
+            "Retention.",
+            default={"days": 30, "on end": "archive"},
+            attributes={
+                "days": Attribute(NUMBER, "Days.", optional=True),
+                "on end": Attribute(STRING, "Then.", optional=True),
+            },
+        ),
+        "summary": NestedAttribute(
+            "Totals.",
+            computed=True,
+            attributes={"count": Attribute(NUMBER, "Count.", computed=True)},
+        ),
+    },
+    blocks={"filter": NestedBlock(Block({"pattern": Attribute(STRING, "Glob.", required=True)}))},
+)
+
+
+def test_nested_attributes_render_like_tfplugindocs():
+    page = "\n".join(["## Schema", ""] + gendocs.render_block(NESTED_ATTRIBUTES)) + "\n"
+    top = attribute_lines(page, ())
+    assert top["mappings"] == (
+        "- `mappings` (Attributes Map) Mappings by Immuta user. "
+        "(see [below for nested schema](#nestedatt--mappings))"
+    )
+    assert top["ports"].startswith("- `ports` (Attributes List) Ports. (see [below")
+    assert top["tags"].startswith("- `tags` (Attributes Set, Sensitive) Tags.")
+    assert 'Defaults to `{ days = 30, "on end" = "archive" }`.' in top["policy"]
+    assert top["summary"].startswith("- `summary` (Attributes) Totals.")
+    assert "(see [below for nested schema](#nestedblock--filter))" in top["filter"]
+    # Required / Optional / Read-Only sections by where each attribute sits.
+    schema = section(page, ())
+    assert schema.index("`mappings`") < schema.index("### Optional") < schema.index("`ports`")
+    assert schema.index("### Read-Only") < schema.index("`summary`")
+    entry = section(page, ("mappings",))
+    assert entry.index("Optional:") < entry.index("`postgres` (Attributes)")
+    assert entry.index("Read-Only:") < entry.index("`found` (Bool) Role found.")
+    assert '<a id="nestedatt--mappings--postgres"></a>' in page
+    postgres = attribute_lines(page, ("mappings", "postgres"))
+    assert postgres["mode"] == (
+        '- `mode` (String) Mode. Allowed values: `username`, `unset`. Defaults to `"unset"`.'
+    )
+    # One section per nested object, in name order, whether attribute or block.
+    headings = [line for line in page.splitlines() if line.startswith("### Nested Schema")]
+    assert headings == [
+        f"### Nested Schema for `{path}`"
+        for path in (
+            "filter",
+            "mappings",
+            "mappings.postgres",
+            "policy",
+            "ports",
+            "summary",
+            "tags",
+        )
+    ]
+    for path, _ in walk(NESTED_ATTRIBUTES):
+        assert path[-1] in attribute_lines(page, path[:-1]), path

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import Body, MotoServer, PostgresServer, Terraform, provider_block, resource
+from harness import MotoServer, PostgresServer, Terraform, provider_block, resource
 from harness.aws_example import (
     ACCOUNT,
     IMMUTA_ACCOUNT,
@@ -88,12 +88,7 @@ class World:
     def provider(self) -> str:
         return provider_block(
             self.pg,
-            aws=Body(
-                region=REGION,
-                access_key_id="testing",
-                secret_access_key="testing",
-                endpoint_url=self.moto.endpoint_url,
-            ),
+            aws=self.moto.aws_block(region=REGION),
         )
 
     def resource(self, external_id: str | None = None, **extra: str) -> str:

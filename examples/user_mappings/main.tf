@@ -1,4 +1,6 @@
 terraform {
+  required_version = ">= 1.0"
+
   required_providers {
     immuta = {
       source = "immuta-pg/immuta"

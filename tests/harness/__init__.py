@@ -17,6 +17,7 @@ from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
 from .rds_front import Attempt, Key, RdsFront, check_token
 from .terraform import (
+    TERRAFORM_1_0,
     Background,
     Result,
     Terraform,
@@ -52,6 +53,7 @@ __all__ = [
     "PostgresServerError",
     "pg_bin_dir",
     "Result",
+    "TERRAFORM_1_0",
     "Terraform",
     "TerraformError",
     "connection_block",

@@ -17,6 +17,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_CONFIG = REPO_ROOT / "dist" / "terraformrc"
+# The newest Terraform tested is the one on PATH (1.11.4); the oldest is installed by
+# tools/install-test-servers.sh.
+TERRAFORM = "terraform"
+TERRAFORM_1_0 = REPO_ROOT / ".cache" / "terraform-1.0.3" / "terraform"
 PROVIDER_SOURCE = "immuta-pg/immuta"
 
 REQUIRED_PROVIDERS = """terraform {
@@ -69,12 +73,15 @@ class TerraformError(AssertionError):
 
 
 class Terraform:
-    """One working directory; every command runs the real terraform binary."""
+    """One working directory; every command runs the real terraform binary (`binary`)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, binary: str | Path = TERRAFORM
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = terraform_env(env)
+        self.binary = str(binary)
         self._initialised = False
 
     def write(self, text: str, name: str = "main.tf", with_required_providers: bool = True) -> None:
@@ -88,7 +95,11 @@ class Terraform:
         env: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> Result:
-        command = ["terraform", *args]
+        if args[:1] == ("test",) and self.binary == str(TERRAFORM_1_0):
+            # Terraform 1.0's `test` is an old experiment: it ignores *.tftest.hcl files,
+            # prints "No tests defined" and exits 0, which would pass any test.
+            raise TerraformError("terraform test under Terraform 1.0 tests nothing")
+        command = [self.binary, *args]
         completed = subprocess.run(
             command,
             cwd=self.workdir,

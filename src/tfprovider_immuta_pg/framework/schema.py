@@ -1,4 +1,4 @@
-"""Schemas declared as data: attributes, nested blocks, validators, plan modifiers."""
+"""Schemas declared as data: attributes, nested attributes, blocks, validators, plan modifiers."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from .diagnostics import Diagnostics, Path
-from .types import CtyType, List, Object, Set
+from .diagnostics import Diagnostics, Key, Path
+from .types import CtyType, List, Map, Object, Set
 from .values import UNKNOWN
 
+# How objects nest: one object, or a list, set or map of them (MAP: nested attributes only).
 SINGLE = "single"
 LIST = "list"
 SET = "set"
+MAP = "map"
 
 
 class Validator(Protocol):
@@ -68,6 +70,42 @@ class Attribute:
             raise ValueError("an attribute must be required, optional or computed")
 
 
+@dataclass(kw_only=True)
+class NestedAttribute(Attribute):
+    """An attribute holding objects: one (SINGLE), or a LIST, SET or MAP of them.
+
+    Protocol 6 declares it with `nested_type` instead of a type; in configuration it is
+    written as an attribute (`name = { ... }`), so it can be null, come from an expression,
+    and a MAP of them is keyed by any string. Each element is an object of `attributes`,
+    which may themselves be nested. `element_validators` run on each known element
+    object with that element's path (for MAP: `(name, Key(key))`). Like a NestedBlock,
+    it has a `block` (the element object's schema) and a `nesting`.
+    """
+
+    type: CtyType = field(init=False)
+    attributes: dict[str, Attribute]
+    nesting: str = SINGLE
+    element_validators: Sequence[Validator] = ()
+    block: Block = field(init=False, repr=False)  # the element object's schema
+
+    def __post_init__(self) -> None:
+        if self.nesting not in (SINGLE, LIST, SET, MAP):
+            raise ValueError(f"unknown nesting {self.nesting!r}")
+        self.block = Block(attributes=self.attributes)
+        element = self.block.value_type()
+        self.type = {SINGLE: element, LIST: List(element), SET: Set(element), MAP: Map(element)}[
+            self.nesting
+        ]
+        super().__post_init__()
+        if self.computed and not self.optional:
+            settable = [n for n, a in self.attributes.items() if a.required or a.optional]
+            if settable:
+                raise ValueError(
+                    "a computed-only nested attribute holds computed-only attributes; "
+                    f"{', '.join(settable)} can be set"
+                )
+
+
 @dataclass
 class Block:
     attributes: dict[str, Attribute] = field(default_factory=dict)
@@ -81,21 +119,40 @@ class Block:
             types[name] = {SINGLE: inner, LIST: List(inner), SET: Set(inner)}[nested.nesting]
         return Object(types)
 
-    def walk(self, value: Any, path: Path = ()) -> Iterator[tuple[Path, Attribute, Any, dict]]:
-        """Each attribute of a known object value: (path, attribute, value, parent)."""
+    def walk(
+        self, value: Any, path: Path = ()
+    ) -> Iterator[tuple[Path, Attribute, Any, dict[str, Any]]]:
+        """Each attribute of a known object value: (path, attribute, value, parent).
+
+        Goes into nested attributes (after yielding the nested attribute itself) and
+        nested blocks; paths name list and set elements by index, map elements by Key.
+        """
         if value is None or value is UNKNOWN:
             return
         for name, attr in self.attributes.items():
-            yield path + (name,), attr, value.get(name), value
-        for name, nested in self.blocks.items():
             inner = value.get(name)
-            if inner is None or inner is UNKNOWN:
-                continue
-            if nested.nesting == SINGLE:
-                yield from nested.block.walk(inner, path + (name,))
-            else:
-                for index, element in enumerate(inner):
-                    yield from nested.block.walk(element, path + (name, index))
+            yield path + (name,), attr, inner, value
+            if isinstance(attr, NestedAttribute):
+                for element_path, element in elements(attr.nesting, inner, path + (name,)):
+                    yield from attr.block.walk(element, element_path)
+        for name, nested in self.blocks.items():
+            for element_path, element in elements(nested.nesting, value.get(name), path + (name,)):
+                yield from nested.block.walk(element, element_path)
+
+
+def elements(nesting: str, value: Any, path: Path) -> Iterator[tuple[Path, Any]]:
+    """The elements of a known nested value, each with its path (an element may be null or
+    unknown: a map or list can hold one)."""
+    if value is None or value is UNKNOWN:
+        return
+    if nesting == SINGLE:
+        yield path, value
+    elif nesting == MAP:
+        for key, element in value.items():
+            yield path + (Key(key),), element
+    else:
+        for index, element in enumerate(value):
+            yield path + (index,), element
 
 
 @dataclass

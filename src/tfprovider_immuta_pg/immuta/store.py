@@ -98,7 +98,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (connection_key, database_name)
     );
     """,
-    # 3: what the privileges on each database's schemas and objects looked like at the last
+    # 3: whether the configuration that wrote a mapping had a `postgres` block, so an import
+    # gives back the same spelling (a block saying only the default mode, or none at all)
+    """
+    ALTER TABLE {s}.user_mappings
+        ADD COLUMN postgres_block_written boolean NOT NULL DEFAULT false;
+    UPDATE {s}.user_mappings SET postgres_block_written = true
+        WHERE postgres_mode <> 'unset' OR postgres_username IS NOT NULL;
+    """,
+    # 4: what the privileges on each database's schemas and objects looked like at the last
     # crawl, to notice lost grants cheaply (null: crawled by an older provider version)
     """
     ALTER TABLE {s}.crawled_databases ADD COLUMN acl_fingerprint text;
@@ -334,10 +342,13 @@ def check_writes(conn: psycopg.Connection, target: Target, doing: str) -> None:
     )
 
 
+# Columns added by a later store version are read by name with their default, so a store that
+# an older provider version wrote (and no write has upgraded yet) still reads.
 _CONNECTION_COLUMNS = """c.connection_key, c.hostname, c.port, c.database_name,
     c.deployment_type, c.auth_method, c.username, c.server_version, c.superuser,
     c.on_missing_privileges, c.databases, c.skipped_object_count, c.registered_at,
-    c.object_sync, c.filters,
+    coalesce(to_jsonb(c) ->> 'object_sync', 'plan'),
+    coalesce(to_jsonb(c) -> 'filters', '{{}}'::jsonb),
     (SELECT count(*) FROM {s}.data_objects o WHERE o.connection_key = c.connection_key)"""
 
 
@@ -468,10 +479,12 @@ def sync_data_objects(
 
 
 def fingerprints(conn: psycopg.Connection, key: str) -> dict[str, Fingerprint]:
+    if schema_version(conn) < 2:  # written before fingerprints were kept
+        return {}
     rows = conn.execute(
         _q(
-            "SELECT database_name, fingerprint, acl_fingerprint FROM {s}.crawled_databases "
-            "WHERE connection_key = %s"
+            "SELECT database_name, fingerprint, to_jsonb(d) ->> 'acl_fingerprint' "
+            "FROM {s}.crawled_databases d WHERE connection_key = %s"
         ),
         (key,),
     ).fetchall()
@@ -542,12 +555,15 @@ class MappingRow:
     aws_user_type: str | None
     aws_principal: str | None
     aws_principal_arn: str | None
+    postgres_block_written: bool = False  # the configuration had a `postgres` block
 
 
 _MAPPING_COLUMNS = (
     "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
-    "aws_user_type, aws_principal, aws_principal_arn"
+    "aws_user_type, aws_principal, aws_principal_arn, postgres_block_written"
 )
+# Read by name, so a store not upgraded yet (before version 3: no such column) still reads.
+_BLOCK_WRITTEN = "coalesce((to_jsonb(m) ->> 'postgres_block_written')::boolean, false)"
 
 
 @dataclass(frozen=True)
@@ -558,7 +574,8 @@ class MappingLookup:
 
 
 _MAPPING_LOOKUP = f"""
-SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", "))},
+SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", ")[:-1])},
+       {_BLOCK_WRITTEN},
        ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
              %(wanted)s,
              CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
@@ -618,13 +635,14 @@ def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
     conn.execute(
         _q(
             f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
             "postgres_mode = EXCLUDED.postgres_mode, "
             "postgres_username = EXCLUDED.postgres_username, "
             "postgres_role = EXCLUDED.postgres_role, "
             "aws_user_type = EXCLUDED.aws_user_type, aws_principal = EXCLUDED.aws_principal, "
-            "aws_principal_arn = EXCLUDED.aws_principal_arn, updated_at = now()"
+            "aws_principal_arn = EXCLUDED.aws_principal_arn, "
+            "postgres_block_written = EXCLUDED.postgres_block_written, updated_at = now()"
         ),
         (
             row.connection_key,
@@ -635,6 +653,7 @@ def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
             row.aws_user_type,
             row.aws_principal,
             row.aws_principal_arn,
+            row.postgres_block_written,
         ),
     )
 

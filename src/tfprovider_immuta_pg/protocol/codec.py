@@ -66,6 +66,30 @@ Encoder = Callable[[Any], Any]
 _compiled: dict[int, tuple[CtyType, Decoder, Encoder]] = {}
 
 
+class _Never:
+    """A type no value has: the pass-through type of types that always convert."""
+
+
+def _passes_decoding(ty: CtyType) -> type:
+    """The Python type whose wire values decode to themselves under `ty`.
+
+    Objects and maps check it first, so the common leaves of large values (strings,
+    bools, whole numbers) cost no call; other values go through the full decoder.
+    """
+    if ty == NUMBER:
+        return int
+    return _passes_encoding(ty)
+
+
+def _passes_encoding(ty: CtyType) -> type:
+    """As `_passes_decoding`, for encoding (numbers are range-checked, so never pass)."""
+    if ty == STRING:
+        return str
+    if ty == BOOL:
+        return bool
+    return _Never
+
+
 def _codec_for(ty: CtyType) -> tuple[Decoder, Encoder]:
     entry = _compiled.get(id(ty))
     if entry is None or entry[0] is not ty:
@@ -116,11 +140,16 @@ def _compile_encoder(ty: CtyType) -> Encoder:
         def convert(value: Any) -> Any:
             return {k: element(v) for k, v in value.items()}
     elif isinstance(ty, Object):
-        fields = [(name, _codec_for(t)[1]) for name, t in ty.attributes.items()]
+        fields = [
+            (name, _codec_for(t)[1], _passes_encoding(t)) for name, t in ty.attributes.items()
+        ]
 
         def convert(value: Any) -> Any:
             get = value.get
-            return {name: encode(get(name)) for name, encode in fields}
+            return {
+                name: v if (v := get(name)) is None or type(v) is plain else encode(v)
+                for name, encode, plain in fields
+            }
     else:
         raise CodecError(f"cannot encode a value of type {ty.to_json()!r}")
 
@@ -204,23 +233,27 @@ def _decoder_body(ty: CtyType) -> Decoder:
         return tuple_
     if isinstance(ty, Map):
         element = _codec_for(ty.element)[0]
+        plain = _passes_decoding(ty.element)
 
         def mapping(raw: Any) -> Any:
             if type(raw) is not dict:
                 raise _PathError(f"expected a map, got {type(raw).__name__}")
             out = {}
-            for k, v in raw.items():
-                if type(k) is not str:
-                    raise _PathError("map keys must be strings")
-                try:
-                    out[k] = element(v)
-                except _PathError as exc:
-                    raise exc.under(f"[{k!r}]") from None
+            k: Any = None
+            try:
+                for k, v in raw.items():
+                    if type(k) is not str:
+                        raise _PathError("map keys must be strings")
+                    out[k] = v if type(v) is plain else element(v)
+            except _PathError as exc:
+                raise (exc if type(k) is not str else exc.under(f"[{k!r}]")) from None
             return out
 
         return mapping
     if isinstance(ty, Object):
-        fields = [(name, _codec_for(t)[0]) for name, t in ty.attributes.items()]
+        fields = [
+            (name, _codec_for(t)[0], _passes_decoding(t)) for name, t in ty.attributes.items()
+        ]
         names = set(ty.attributes)
 
         def object_(raw: Any) -> Any:
@@ -231,11 +264,13 @@ def _decoder_body(ty: CtyType) -> Decoder:
                 raise _PathError(f"unsupported attribute {unexpected[0]!r}")
             get = raw.get
             out = {}
-            for name, decode in fields:
-                try:
-                    out[name] = decode(get(name))
-                except _PathError as exc:
-                    raise exc.under(name) from None
+            name = ""
+            try:
+                for name, decode, plain in fields:
+                    v = get(name)
+                    out[name] = v if v is None or type(v) is plain else decode(v)
+            except _PathError as exc:
+                raise exc.under(name) from None
             return out
 
         return object_

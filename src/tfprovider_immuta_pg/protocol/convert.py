@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..framework.capabilities import ClientCapabilities
 from ..framework.diagnostics import ERROR, Diagnostic, Key, Path
 from ..framework.provider import Function
-from ..framework.schema import LIST, SET, SINGLE, Block, Schema
+from ..framework.schema import (
+    LIST,
+    MAP,
+    SET,
+    SINGLE,
+    Attribute,
+    Block,
+    NestedAttribute,
+    Schema,
+)
 from ..framework.secrets import redact
 from ..framework.types import CtyType
 from .codec import decode_json, decode_msgpack, encode_msgpack
@@ -18,27 +28,44 @@ _NESTING = {
     LIST: pb.Schema.NestedBlock.LIST,
     SET: pb.Schema.NestedBlock.SET,
 }
+_OBJECT_NESTING = {
+    SINGLE: pb.Schema.Object.SINGLE,
+    LIST: pb.Schema.Object.LIST,
+    SET: pb.Schema.Object.SET,
+    MAP: pb.Schema.Object.MAP,
+}
 
 
 def schema_to_proto(schema: Schema) -> pb.Schema:
     return pb.Schema(version=schema.version, block=_block_to_proto(schema.block))
 
 
-def _block_to_proto(block: Block) -> pb.Schema.Block:
-    attributes = [
-        pb.Schema.Attribute(
-            name=name,
-            type=attr.type.encoded(),
-            description=attr.description,
-            description_kind=pb.MARKDOWN,
-            required=attr.required,
-            optional=attr.optional,
-            computed=attr.computed,
-            sensitive=attr.sensitive,
-            write_only=attr.write_only,
+def _attribute_to_proto(name: str, attr: Attribute) -> pb.Schema.Attribute:
+    """A nested attribute has `nested_type` (its objects and how they nest) and no `type`."""
+    message = pb.Schema.Attribute(
+        name=name,
+        description=attr.description,
+        description_kind=pb.MARKDOWN,
+        required=attr.required,
+        optional=attr.optional,
+        computed=attr.computed,
+        sensitive=attr.sensitive,
+        write_only=attr.write_only,
+    )
+    if isinstance(attr, NestedAttribute):
+        message.nested_type.CopyFrom(
+            pb.Schema.Object(
+                attributes=[_attribute_to_proto(n, a) for n, a in attr.attributes.items()],
+                nesting=_OBJECT_NESTING[attr.nesting],
+            )
         )
-        for name, attr in block.attributes.items()
-    ]
+    else:
+        message.type = attr.type.encoded()
+    return message
+
+
+def _block_to_proto(block: Block) -> pb.Schema.Block:
+    attributes = [_attribute_to_proto(name, attr) for name, attr in block.attributes.items()]
     nested = [
         pb.Schema.NestedBlock(
             type_name=name,
@@ -113,3 +140,11 @@ def value_from_proto(dynamic: pb.DynamicValue, ty: CtyType) -> Any:
 
 def value_to_proto(value: Any, ty: CtyType) -> pb.DynamicValue:
     return pb.DynamicValue(msgpack=encode_msgpack(value, ty))
+
+
+def client_from_proto(capabilities: pb.ClientCapabilities) -> ClientCapabilities:
+    """A request's client capabilities (an absent message reads as all false, as it means)."""
+    return ClientCapabilities(
+        deferral_allowed=capabilities.deferral_allowed,
+        write_only_attributes_allowed=capabilities.write_only_attributes_allowed,
+    )

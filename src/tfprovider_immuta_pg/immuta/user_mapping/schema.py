@@ -23,6 +23,11 @@ USER_MAPPING_SCHEMA = Schema(
     Block(
         description="Maps one Immuta user, on one registered connection, to a PostgreSQL "
         "username and/or an AWS principal.\n\n"
+        "**Import** by `id`. The default PostgreSQL mapping can be written two ways, without "
+        'a `postgres` block or as `postgres { mode = "unset" }`; the state store records '
+        "which one the configuration used, so the plan right after an import is empty. "
+        "Imported into a configuration that spells it the other way, the first plan is an "
+        "in-place update that only records the new spelling. "
         "The mapping is written to the state store of the connection's Immuta database. A "
         "provider whose user does not own that store (mappings applied with other credentials "
         "than the registration) needs USAGE on the schema `immuta` and SELECT, INSERT, "

@@ -82,6 +82,7 @@ class MappingWorker:
             wanted.aws_user_type,
             wanted.aws_principal,
             verified.aws_principal_arn,
+            postgres_block_written=planned.get("postgres") is not None,
         )
 
         def save(conn: psycopg.Connection) -> str | None:
@@ -160,8 +161,7 @@ class MappingWorker:
                 f"Immuta user {mid.immuta_user!r} has no mapping on connection "
                 f"{str(mid.connection)!r}. Check the user name (case matters).",
             )
-        values = {"connection_id": str(mid.connection), "immuta_user": mid.immuta_user}
-        return state_from(values, found.mapping, mid.connection)
+        return state_from(as_written(found.mapping), found.mapping, mid.connection)
 
     def deployment_type(self, connection_id: str) -> str | None:
         """For plan-time checks: the registered connection's deployment type, if known yet.
@@ -177,6 +177,17 @@ class MappingWorker:
             return self.access.run(target, self.ctx, look, "planning")
         except ProviderError:
             return None
+
+
+def as_written(row: store.MappingRow) -> dict[str, Any]:
+    """The configuration that wrote `row`, as far as the store recorded its spelling: with
+    or without a `postgres` block (which may say only the default mode)."""
+    postgres = (
+        {"mode": row.postgres_mode, "username": row.postgres_username}
+        if row.postgres_block_written
+        else None
+    )
+    return {"postgres": postgres}
 
 
 def state_from(written: Any, row: store.MappingRow, cid: ConnectionId) -> MappingState:
