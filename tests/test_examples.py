@@ -285,12 +285,20 @@ def _doc_snippet(request: pytest.FixtureRequest, workdir: Path) -> Iterator[dict
 def _user_mappings_example(
     request: pytest.FixtureRequest, workdir: Path
 ) -> Iterator[dict[str, str]]:
-    """The PostgreSQL example setup, plus an IAM role and user in moto."""
+    """The PostgreSQL example setup, plus an IAM role, an IAM user and an Identity Center
+    user in moto."""
     moto: MotoServer = request.getfixturevalue("moto_server")
     iam = moto.client("iam")
     role, user = f"Analyst-{uuid.uuid4().hex[:8]}", f"etl-{uuid.uuid4().hex[:8]}"
     iam.create_role(RoleName=role, AssumeRolePolicyDocument='{"Version":"2012-10-17"}')
     iam.create_user(UserName=user)
+    store_id = "d-1234567890"
+    dana = moto.client("identitystore").create_user(
+        IdentityStoreId=store_id,
+        UserName=f"dana-{uuid.uuid4().hex[:8]}",
+        DisplayName="Dana",
+        Name={"GivenName": "Dana", "FamilyName": "Example"},
+    )
     with _postgres_example(request, workdir) as env:
         yield {
             **env,
@@ -298,6 +306,8 @@ def _user_mappings_example(
             "TF_VAR_aws_endpoint_url": moto.endpoint_url,
             "TF_VAR_analyst_role": role,
             "TF_VAR_etl_user": user,
+            "TF_VAR_identity_store_id": store_id,
+            "TF_VAR_identity_center_user_id": dana["UserId"],
         }
 
 

@@ -248,7 +248,8 @@ def test_mappings_in_a_store_before_version_3_read_import_and_upgrade(
     with immuta_db.connect() as conn:
         # The store as provider versions before the column wrote it.
         conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written")
-        conn.execute("DELETE FROM immuta.schema_version WHERE version = 3")
+        conn.execute("ALTER TABLE immuta.crawled_databases DROP COLUMN acl_fingerprint")
+        conn.execute("DELETE FROM immuta.schema_version WHERE version >= 3")
         conn.execute(
             "INSERT INTO immuta.user_mappings (connection_key, immuta_user, postgres_mode) "
             "VALUES ('Warehouse', 'old-unset', 'unset'), ('Warehouse', 'old-none', 'none')"

@@ -18,15 +18,21 @@ from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
 from .rds_front import Attempt, Key, RdsFront, check_token
 from .terraform import (
     TERRAFORM_1_0,
+    Background,
     Result,
     Terraform,
     TerraformError,
+    finished,
     step,
     terraform_env,
+    wait_for,
 )
 
 __all__ = [
     "AWS_ENV",
+    "Background",
+    "finished",
+    "wait_for",
     "Body",
     "Raw",
     "block",

@@ -52,12 +52,22 @@ class MappingWorker:
 
     # ------------------------------------------------------------------ create / update
 
+    def _writable(self, conn: psycopg.Connection, target: Target, doing: str) -> None:
+        """Refuse a writer that lacks the store's privileges (checked once per process)."""
+        if target not in self.access.current_stores:
+            store.check_writes(conn, target, doing)
+
     def create(self, planned: dict[str, Any]) -> MappingState:
         cid, target = self._location(planned["connection_id"])
         user = planned["immuta_user"]
         wanted = Wanted.of(planned)
-        with self.access.connect(target, self.ctx) as conn:
-            found = store.look_up_mapping(conn, cid.display_name, user, wanted.role_name(user))
+        doing = f"write the mapping of {user!r} on connection {cid.display_name!r}"
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            self._writable(conn, target, doing)
+            return store.look_up_mapping(conn, cid.display_name, user, wanted.role_name(user))
+
+        found = self.access.run(target, self.ctx, look, f"looking up {user!r}")
         if found.deployment_type is None:
             raise self._not_registered(cid, target)
         check_aws_allowed(wanted.aws_user_type, found.deployment_type, cid)
@@ -74,14 +84,17 @@ class MappingWorker:
             verified.aws_principal_arn,
             postgres_block_written=planned.get("postgres") is not None,
         )
-        with self.access.connect(target, self.ctx) as conn:
+
+        def save(conn: psycopg.Connection) -> str | None:
             if target not in self.access.current_stores:
                 store.ensure_current(conn)
                 self.access.current_stores.add(target)
             try:
-                holder = store.save_mapping(conn, row)
+                return store.save_mapping(conn, row)
             except psycopg.errors.ForeignKeyViolation:
                 raise self._not_registered(cid, target) from None
+
+        holder = self.access.run(target, self.ctx, save, f"writing the mapping of {user!r}")
         if holder is not None:
             raise role_taken(wanted.aws_principal, holder, cid)
         warn_missing_role(self.ctx, wanted, user, role, target)
@@ -95,8 +108,14 @@ class MappingWorker:
     def read(self, state: MappingState) -> MappingState | None:
         cid, target = self._location(state["connection_id"])
         user = state["immuta_user"]
-        with self.access.connect(target, self.ctx) as conn:
-            row = store.look_up_mapping(conn, cid.display_name, user)
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            return store.look_up_mapping(conn, cid.display_name, user)
+
+        try:
+            row = self.access.run(target, self.ctx, look, f"reading the mapping of {user!r}")
+        except DatabaseMissing:
+            return None  # the Immuta database is gone, and the registration with it
         if row.mapping is None:
             return None
         stored = row.mapping
@@ -117,17 +136,23 @@ class MappingWorker:
 
     def delete(self, state: MappingState) -> None:
         cid, target = self._location(state["connection_id"])
-        with (
-            suppress(DatabaseMissing),  # the Immuta database is gone, the mapping with it
-            self.access.connect(target, self.ctx) as conn,
-        ):
-            store.delete_mapping(conn, cid.display_name, state["immuta_user"])
+        user = state["immuta_user"]
+
+        def remove(conn: psycopg.Connection) -> None:
+            self._writable(conn, target, f"remove the mapping of {user!r}")
+            store.delete_mapping(conn, cid.display_name, user)
+
+        with suppress(DatabaseMissing):  # the Immuta database is gone, the mapping with it
+            self.access.run(target, self.ctx, remove, f"removing the mapping of {user!r}")
 
     def import_state(self, import_id: str) -> MappingState:
         mid = parse_import_id(MappingId.parse, import_id)
         target = Target(mid.connection.hostname, mid.connection.port, mid.connection.database)
-        with self.access.connect(target, self.ctx) as conn:
-            found = store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            return store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
+
+        found = self.access.run(target, self.ctx, look, f"importing {mid.immuta_user!r}")
         if found.deployment_type is None:
             raise self._not_registered(mid.connection, target)
         if found.mapping is None:
@@ -144,9 +169,12 @@ class MappingWorker:
         A server that cannot be reached at plan time is no error here: apply checks again.
         """
         cid, target = self._location(connection_id)
+
+        def look(conn: psycopg.Connection) -> str | None:
+            return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+
         try:
-            with self.access.connect(target, self.ctx) as conn:
-                return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+            return self.access.run(target, self.ctx, look, "planning")
         except ProviderError:
             return None
 
