@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from .hpack_decoder import Decoder, HeaderListTooLarge, HpackError
 
@@ -82,7 +83,7 @@ FRAME_NAMES = (
 )
 
 
-def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b"") -> bytes:
     header = len(payload).to_bytes(3, "big") + bytes((kind, flags))
     return header + stream_id.to_bytes(4, "big") + payload
 
@@ -476,8 +477,10 @@ class _Connection:
         return bool(self.outbound or self.parked or self.outbound_full)
 
     def _handshake(self) -> bool:
+        tls = self.tls
+        assert tls is not None  # a TLS connection
         try:
-            self.tls.do_handshake()
+            tls.do_handshake()
         except ssl.SSLWantReadError:
             self._collect_tls_output()
             self._send()
@@ -486,17 +489,18 @@ class _Connection:
             self._collect_tls_output()  # the alert tells the client why
             self._send()
             raise
-        if self.tls.getpeercert(binary_form=True) != self.server.expected_client_der:
+        if tls.getpeercert(binary_form=True) != self.server.expected_client_der:
             raise PermissionError("client certificate is not the one in PLUGIN_CLIENT_CERT")
         self.authenticated = True
         self._emit(SERVER_PREFACE)
         return True
 
     def _decrypt(self) -> None:
-        buffer = self.server.read_buffer
+        buffer, tls = self.server.read_buffer, self.tls
+        assert tls is not None  # a TLS connection
         while True:
             try:
-                size = self.tls.read(len(buffer), buffer)
+                size = cast(int, tls.read(len(buffer), buffer))  # with a buffer: a count
             except ssl.SSLWantReadError:
                 break
             if not size:  # close_notify: from now on every read returns 0
@@ -671,7 +675,8 @@ class _Connection:
         if head.refusal is not None:
             http_status, reason = head.refusal
             stream.client_done = bool(end_stream)
-            return self._answer(stream_id, stream, INTERNAL, reason, http_status)
+            self._answer(stream_id, stream, INTERNAL, reason, http_status)
+            return None
         if head.timeout is not None:  # timed from now; see _time_calls
             self.timed.append((time.monotonic() + head.timeout, stream_id, stream))
         if end_stream:
@@ -879,9 +884,11 @@ class _Connection:
             return self._reset(stream_id, stream, PROTOCOL_ERROR)
         if stream.message_end < 0:
             message = "the request has no message" if not stream.body else "a cut-off prefix"
-            return self._answer(stream_id, stream, INTERNAL, message)
+            self._answer(stream_id, stream, INTERNAL, message)
+            return None
         if len(stream.body) < stream.message_end:
-            return self._answer(stream_id, stream, INTERNAL, "the request message is cut off")
+            self._answer(stream_id, stream, INTERNAL, "the request message is cut off")
+            return None
         if stream.reserved:
             self.ready.append((stream_id, stream))
         return None  # a parked request waits for the budget
@@ -920,7 +927,12 @@ class _Connection:
                 self.server.wake(self)
 
     def finish(
-        self, stream_id: int, stream: _Stream, status: int, message: str = "", response=b""
+        self,
+        stream_id: int,
+        stream: _Stream,
+        status: int,
+        message: str = "",
+        response: bytes = b"",
     ) -> None:
         """End a call (lock held): the response message when status is OK, else the status."""
         if self.streams.get(stream_id) is not stream or self.closed:
@@ -938,7 +950,7 @@ class _Connection:
             self._answer(stream_id, stream, DEADLINE_EXCEEDED, "deadline exceeded")
 
     def _answer(
-        self, stream_id: int, stream: _Stream, status: int, message: str, http_status=200
+        self, stream_id: int, stream: _Stream, status: int, message: str, http_status: int = 200
     ) -> bool:
         """End a stream with a gRPC status (and no message); always False."""
         fields = status_fields(status, message)
@@ -950,7 +962,9 @@ class _Connection:
     def _continue(self, stream_id: int, stream: _Stream, headers: bytes = b"") -> None:
         """Frame as much of the stream's response as the windows allow, after `headers`;
         trailers at the end."""
-        pending, offset, end = stream.pending, stream.offset, len(stream.pending)
+        pending, offset = stream.pending, stream.offset
+        assert pending is not None  # set by finish() before the first _continue
+        end = len(pending)
         out = [headers] if headers else []
         size_out = len(headers)
         unsent = len(self.outbound) + self.frames_out_size
