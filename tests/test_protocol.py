@@ -6,6 +6,7 @@ import json
 
 import msgpack
 import pytest
+from harness import RESTRICTED_WORDS
 
 from tfprovider_immuta_pg.framework.provider import StopSignal
 from tfprovider_immuta_pg.framework.values import UNKNOWN
@@ -23,19 +24,6 @@ CONN_TYPE = CONNECTION_SCHEMA.value_type
 MAPPING_TYPE = USER_MAPPING_SCHEMA.value_type
 PROVIDER_TYPE = PROVIDER_SCHEMA.value_type
 
-RESTRICTED_WORDS = (
-    "data",
-    "connection",
-    "object",
-    "crawl",
-    "search",
-    "settings",
-    "metadata",
-    "permission",
-    "sync",
-    "bulk",
-    "upgrade",
-)
 ROLE_ARN = "arn:aws:iam::111122223333:role/immuta-svc"
 IDENTITY_CENTER_ID = "9067c1a2b3-1c2d3e4f-5a6b-7c8d-9e0f-123456789abc"
 

@@ -15,6 +15,7 @@ from .hcl import (
 )
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
+from .product_rules import RESTRICTED_WORDS
 from .rds_front import Attempt, Key, RdsFront, check_token
 from .terraform import (
     TERRAFORM_1_0,
@@ -30,6 +31,7 @@ from .terraform import (
 
 __all__ = [
     "AWS_ENV",
+    "RESTRICTED_WORDS",
     "Background",
     "finished",
     "wait_for",
