@@ -21,7 +21,7 @@ The baseline is the issue's yardstick, measured in the same run: 1000 `null_reso
 the Go null provider, their apply (for the applies) and their refresh-plan (for the plans).
 A second one, per size: Terraform's built-in `terraform_data` whose `input` is the same
 value (same expression, same changed entry), which needs no plugin at all: what Terraform
-itself spends on one resource holding that value (docs/performance.md, section 4).
+itself spends on one resource holding that value (docs/performance.md, section 5).
 Entries name one of 50 PostgreSQL roles (username mode), a third map to no role (mode
 none), a few name a role that does not exist; no AWS principals (those need IAM, whose
 calls bench/user_mappings does not time: see tests/test_aws_bulk.py for their count). The

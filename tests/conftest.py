@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL 15/16/17 servers and a moto server.
+"""Shared fixtures: real PostgreSQL 15/16/17/18 servers and a moto server.
 
 Servers are session-scoped; under pytest-xdist each worker starts its own (lazily, only the
 ones its tests use). Server binaries are installed by ``tools/install-test-servers.sh``.
@@ -6,10 +6,10 @@ ones its tests use). Server binaries are installed by ``tools/install-test-serve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from harness import Database, MotoServer, PostgresServer, Terraform
+from harness import TERRAFORM_1_0, Background, Database, MotoServer, PostgresServer, Terraform
 
 SUPPORTED_PG_VERSIONS = (16, 17)
 
@@ -29,6 +29,7 @@ def _pg_fixture(version: int):
 pg15 = _pg_fixture(15)
 pg16 = _pg_fixture(16)
 pg17 = _pg_fixture(17)
+pg18 = _pg_fixture(18)
 
 
 @pytest.fixture(
@@ -51,6 +52,16 @@ def immuta_db(pg_server: PostgresServer) -> Iterator[Database]:
         db.drop()
 
 
+@pytest.fixture
+def immuta(pg17: PostgresServer) -> Iterator[Database]:
+    """A fresh, empty, uniquely named database on PostgreSQL 17 alone; dropped after."""
+    db = pg17.temp_database()
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     server = MotoServer().start()
@@ -64,6 +75,30 @@ def moto_server() -> Iterator[MotoServer]:
 def terraform(tmp_path) -> Terraform:
     """A Terraform working directory using the provider from dist/ (run ./build.sh first)."""
     return Terraform(tmp_path / "tf")
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    """Start terraform commands in the background; any still running at the end are killed."""
+    started: list[Background] = []
+
+    def start(tf: Terraform, *args: str) -> Background:
+        started.append(Background(tf, *args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for command in started:
+            command.close()
+
+
+@pytest.fixture
+def terraform_1_0(tmp_path) -> Terraform:
+    """Like `terraform`, run by Terraform 1.0.3 (installed by tools/install-test-servers.sh)."""
+    if not TERRAFORM_1_0.is_file():
+        pytest.fail(f"{TERRAFORM_1_0} is missing: run tools/install-test-servers.sh")
+    return Terraform(tmp_path / "tf", binary=TERRAFORM_1_0)
 
 
 def pytest_configure(config: pytest.Config) -> None:

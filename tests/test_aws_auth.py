@@ -21,11 +21,17 @@ from harness import (
     Key,
     MotoServer,
     PostgresServer,
+    Raw,
     RdsFront,
     Result,
     Terraform,
     block,
     connection_block,
+    data,
+    output,
+    provider_block,
+    resource,
+    step,
 )
 from psycopg import sql
 
@@ -57,9 +63,16 @@ def connection_hcl(front: RdsFront, db: Database) -> str:
     )
 
 
-def provider_hcl(auth_method: str, moto: MotoServer, username: str | None = None, **aws: str):
+def provider_hcl(
+    auth_method: str,
+    moto: MotoServer,
+    username: str | None = None,
+    alias: str | None = None,
+    **aws: str,
+):
     """A provider block with AWS authentication; `aws` adds to the aws { } block."""
-    settings: dict[str, object] = {"auth_method": auth_method}
+    settings: dict[str, object] = {} if alias is None else {"alias": alias}
+    settings["auth_method"] = auth_method
     if username:
         settings["username"] = username
     settings["connect_timeout"] = 5
@@ -67,12 +80,12 @@ def provider_hcl(auth_method: str, moto: MotoServer, username: str | None = None
     return block("provider", "immuta", **settings)
 
 
-def access_key_provider(env: Env, user: str, **aws: str) -> str:
+def access_key_provider(env: Env, user: str, alias: str | None = None, **aws: str) -> str:
     keys = {"access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET_ACCESS_KEY}
-    return provider_hcl("aws_access_key", env.moto, user, **{**keys, **aws})
+    return provider_hcl("aws_access_key", env.moto, user, alias, **{**keys, **aws})
 
 
-def assumed_role_provider(env: Env, role_arn: str, **aws: str) -> str:
+def assumed_role_provider(env: Env, role_arn: str, alias: str | None = None, **aws: str) -> str:
     # The caller's own keys (Immuta's AWS account) sign AssumeRole; moto accepts any.
     settings = {
         "access_key_id": ACCESS_KEY_ID,
@@ -81,7 +94,7 @@ def assumed_role_provider(env: Env, role_arn: str, **aws: str) -> str:
         "external_id": EXTERNAL_ID,
         **aws,
     }
-    return provider_hcl("aws_assumed_role", env.moto, **settings)
+    return provider_hcl("aws_assumed_role", env.moto, alias=alias, **settings)
 
 
 def login_role(pg: PostgresServer, name: str) -> None:
@@ -339,6 +352,98 @@ def test_unknown_role_error_names_the_role_arn(env: Env) -> None:
     result = env.tf.apply(check=False)
     assert_refused(result, env.front)
     assert arn in result.text
+
+
+# ---------------------------------------------------------------------- the matrix
+
+DEPLOYMENTS = ("self_managed", "neon", "aurora", "rds")
+METHODS = ("password", "aws_access_key", "aws_assumed_role")
+CELLS = [(d, m) for d in DEPLOYMENTS for m in METHODS]
+REFUSED = [(d, m) for d, m in CELLS if d in ("self_managed", "neon") and m != "password"]
+
+
+def test_every_deployment_type_with_every_authentication_method(
+    env: Env, db_user: str, iam_role: tuple[str, str]
+) -> None:
+    """All 12 cells, one provider alias per method: self_managed and neon refuse both AWS
+    methods at plan (no apply needed), aurora and rds register with all three (aurora with an
+    assumed role included); the preflight's auth_method_allowed agrees in every cell."""
+    name, arn = iam_role
+    providers = (
+        provider_block(env.pg, alias="password")
+        + access_key_provider(env, db_user, alias="aws_access_key")
+        + assumed_role_provider(env, arn, alias="aws_assumed_role")
+    )
+
+    def where(method: str) -> dict[str, object]:
+        server = env.pg if method == "password" else env.front
+        return {
+            "hostname": server.host if method == "password" else env.front.hostname,
+            "port": server.port,
+            "provider": Raw(f"immuta.{method}"),
+        }
+
+    def connection(deployment: str, method: str) -> str:
+        return resource(
+            "immuta_postgres_connection",
+            f"{deployment}_{method}",
+            display_name=f"{deployment} {method}",
+            deployment_type=deployment,
+            database=env.db.name,
+            **where(method),
+        )
+
+    preflights = "".join(
+        data(
+            "immuta_postgres_preflight",
+            f"{d}_{m}",
+            database=env.db.name,
+            deployment_type=d,
+            **where(m),
+        )
+        for d, m in CELLS
+    ) + output(
+        "allowed",
+        Raw(
+            "{"
+            + ", ".join(
+                f'"{d}_{m}" = data.immuta_postgres_preflight.{d}_{m}.auth_method_allowed'
+                for d, m in CELLS
+            )
+            + "}"
+        ),
+    )
+
+    with step("the four refused cells fail at plan, each naming its deployment_type"):
+        env.tf.write(providers + preflights + "".join(connection(d, m) for d, m in CELLS))
+        result = env.tf.plan_fails()
+        assert result.text.count("Error: Authentication method not available") == len(REFUSED)
+        for d, m in REFUSED:
+            assert f"with immuta_postgres_connection.{d}_{m}," in result.text
+            assert (
+                f'deployment_type = "{d}" allows only auth_method = "password", but the '
+                f'provider is configured with "{m}".'
+            ) in result.text
+        assert not env.tf.resources()
+
+    with step("the eight others register, and the preflight agrees with all twelve"):
+        allowed = [cell for cell in CELLS if cell not in REFUSED]
+        env.tf.write(providers + preflights + "".join(connection(d, m) for d, m in allowed))
+        env.tf.apply()
+        assert env.tf.outputs()["allowed"] == {f"{d}_{m}": (d, m) not in REFUSED for d, m in CELLS}
+        state = env.tf.resources()
+        assert {
+            (v["deployment_type"], v["auth_method"])
+            for a, v in state.items()
+            if a.startswith("immuta_postgres_connection.")
+        } == set(allowed)
+        assert {
+            v["username"]
+            for a, v in state.items()
+            if a.startswith("immuta_postgres_connection.") and a.endswith("aws_assumed_role")
+        } == {name}
+        env.tf.plan_is_empty()
+        env.tf.destroyed()
 
 
 # ---------------------------------------------------------------------- no boto3 for passwords

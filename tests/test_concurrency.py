@@ -19,15 +19,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from harness import (
     Body,
     Database,
     MotoServer,
-    PostgresServer,
     Result,
     Terraform,
     connection_block,
@@ -43,13 +40,7 @@ FAST = ("-auto-approve", "-no-color", "-input=false", "-refresh=false")
 def provider(db: Database, moto: MotoServer | None = None) -> str:
     if moto is None:
         return provider_block(db.server)
-    aws = Body(
-        region="us-east-1",
-        access_key_id="testing",
-        secret_access_key="testing",
-        endpoint_url=moto.endpoint_url,
-    )
-    return provider_block(db.server, aws=aws)
+    return provider_block(db.server, aws=moto.aws_block())
 
 
 def connection(db: Database, display_name: str, deployment: str = "self_managed") -> str:
@@ -99,15 +90,6 @@ def report(title: str, winners: Counter, seconds: list[float]) -> None:
         f"(directory 0 won {winners[0]}, directory 1 won {winners[1]}); "
         f"round {min(seconds):.1f}-{max(seconds):.1f} s, total {sum(seconds):.0f} s"
     )
-
-
-@pytest.fixture
-def immuta(pg17: PostgresServer) -> Iterator[Database]:
-    db = pg17.temp_database()
-    try:
-        yield db
-    finally:
-        db.drop()
 
 
 def test_same_display_name_from_two_states(immuta: Database, tmp_path: Path) -> None:

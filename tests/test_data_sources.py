@@ -103,14 +103,18 @@ def test_preflight_reports_what_is_missing_and_gates_with_check(
     )
 
 
-def test_preflight_postgres_15_is_not_supported(terraform: Terraform, pg15: PostgresServer) -> None:
-    db = pg15.temp_database()
+@pytest.mark.parametrize("major", [15, 18])
+def test_preflight_unsupported_versions(
+    terraform: Terraform, request: pytest.FixtureRequest, major: int
+) -> None:
+    server: PostgresServer = request.getfixturevalue(f"pg{major}")
+    db = server.temp_database()
     try:
-        terraform.write(provider_block(pg15) + preflight_hcl(db))
+        terraform.write(provider_block(server) + preflight_hcl(db))
         terraform.apply()
         out = terraform.outputs()["preflight"]
         assert out["supported"] is False and out["ready"] is False
-        assert out["server_version"].startswith("15.")
+        assert out["server_version"].startswith(f"{major}.")
     finally:
         db.drop()
 

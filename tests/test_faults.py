@@ -37,6 +37,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from harness import (
+    Background,
     Body,
     Database,
     PostgresServer,
@@ -45,9 +46,11 @@ from harness import (
     Terraform,
     connection_block,
     expression,
+    finished,
     labelled,
     provider_block,
     resource,
+    wait_for,
 )
 from psycopg import sql
 
@@ -59,88 +62,6 @@ PG_VERSION = 17
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-class Background:
-    """A terraform command running in its own process group, output kept in files."""
-
-    def __init__(self, tf: Terraform, *args: str) -> None:
-        tf._ensure_init()
-        self.args = ["terraform", *args]
-        self._out = open(tf.workdir / ".bg.stdout", "w+")  # noqa: SIM115
-        self._err = open(tf.workdir / ".bg.stderr", "w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.args,
-            cwd=tf.workdir,
-            env=tf.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait(self, timeout: float = 120) -> Result | None:
-        """The result; None when still running after `timeout` (then killed)."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-        self._out.seek(0)
-        self._err.seek(0)
-        return Result(self.args, self.proc.returncode, self._out.read(), self._err.read())
-
-    def kill(self) -> None:
-        """SIGKILL terraform and its providers (the process group this command started)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def close(self) -> None:
-        if self.running():
-            self.kill()
-        self._out.close()
-        self._err.close()
-
-
-@pytest.fixture
-def background() -> Iterator[Callable[..., Background]]:
-    """Start terraform commands in the background; any still running at the end are killed."""
-    started: list[Background] = []
-
-    def start(tf: Terraform, *args: str) -> Background:
-        started.append(Background(tf, *args))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for command in started:
-            command.close()
-
-
-def finished(command: Background, timeout: float = 120) -> Result:
-    result = command.wait(timeout)
-    assert result is not None, f"{' '.join(command.args)} still running after {timeout} s"
-    return result
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def provider_pids(parent: int) -> list[int]:

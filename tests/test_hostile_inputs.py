@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness import Database, PostgresServer, Raw, Terraform, block, literal
+from harness import RESTRICTED_WORDS, Database, PostgresServer, Raw, Terraform, block, literal
 from harness.hcl_config import PROVIDER_ADDRESS, Config
 from harness.store_dump import store_dump
 from harness.terraform import REQUIRED_PROVIDERS
@@ -38,19 +38,6 @@ PROVIDER = "provider"
 FUNCTION = "function"
 
 KB10 = 10 * 1024
-RESTRICTED = [  # Immuta's restricted display-name words ("Register a PostgreSQL Connection")
-    "data",
-    "connection",
-    "object",
-    "crawl",
-    "search",
-    "settings",
-    "metadata",
-    "permission",
-    "sync",
-    "bulk",
-    "upgrade",
-]
 DROP_TABLE = "x'; DROP TABLE immuta.connections; --"
 DROP_SCHEMA = '"; DROP SCHEMA immuta CASCADE; --'
 DELETE_ALL = "'); DELETE FROM immuta.connections; --"  # never registered: refused where used
@@ -133,7 +120,7 @@ REFUSED_AT_VALIDATE: list[Case] = [
     # Restricted words, whole, in any case.
     *(
         Case("restricted words", CONNECTION, "display_name", variant)
-        for word in RESTRICTED
+        for word in RESTRICTED_WORDS
         for variant in (
             word,
             word.upper(),

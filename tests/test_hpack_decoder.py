@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tfprovider_immuta_pg.protocol import hpack_decoder
 from tfprovider_immuta_pg.protocol.hpack_decoder import (
     STATIC_TABLE,
     Decoder,
+    HeaderListTooLarge,
     HpackError,
     huffman_decode,
 )
@@ -95,5 +97,39 @@ def test_malformed_blocks_are_refused(block: bytes, error: str) -> None:
 
 def test_a_header_list_over_64_kib_is_refused() -> None:
     block = hpack.Encoder().encode([("x-big", "v" * 70_000)], huffman=False)
-    with pytest.raises(HpackError, match="larger than 64 KiB"):
+    with pytest.raises(HpackError, match="header list over 65536 bytes"):
         Decoder().decode(block)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_huffman_decode_as_the_hpack_package_decodes_them(data: bytes) -> None:
+    """The table, made an entry at a time, against hpack's nibble state machine: the same
+    symbols, and the same strings refused (EOS inside, padding over 7 bits or not all 1s)."""
+    try:
+        expected = hpack.huffman_table.decode_huffman(data)
+    except hpack.HPACKDecodingError:
+        with pytest.raises(HpackError):
+            huffman_decode(data)
+    else:
+        assert huffman_decode(data) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=200))
+def test_huffman_coded_bytes_come_back(data: bytes) -> None:
+    encoded = hpack.huffman.HuffmanEncoder(
+        hpack.huffman_constants.REQUEST_CODES, hpack.huffman_constants.REQUEST_CODES_LENGTH
+    ).encode(data)
+    assert huffman_decode(encoded) == data
+
+
+def test_a_string_that_cannot_fit_is_refused_before_it_is_decoded(monkeypatch) -> None:
+    """400 Huffman-coded bytes hold at least 106 symbols (30 bits at most each): over a
+    100-byte list, refused without decoding them."""
+    decoded: list[bytes] = []
+    monkeypatch.setattr(hpack_decoder, "huffman_decode", lambda raw: decoded.append(raw) or b"")
+    block = b"\x00\x01x" + b"\xff\x91\x02" + bytes(400)  # name "x", Huffman value of 400 bytes
+    with pytest.raises(HeaderListTooLarge, match="over 100 bytes"):
+        Decoder(max_header_list_size=100).decode(block)
+    assert decoded == []

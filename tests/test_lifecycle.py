@@ -7,11 +7,20 @@ from typing import Any
 import pytest
 
 from tfprovider_immuta_pg.framework import lifecycle
-from tfprovider_immuta_pg.framework.diagnostics import ERROR, Diagnostics, ProviderError
+from tfprovider_immuta_pg.framework.capabilities import UNDECLARED, ClientCapabilities
+from tfprovider_immuta_pg.framework.diagnostics import (
+    ERROR,
+    WARNING,
+    Diagnostic,
+    Diagnostics,
+    ProviderError,
+)
 from tfprovider_immuta_pg.framework.provider import Context, Resource
 from tfprovider_immuta_pg.framework.schema import (
+    LIST,
     Attribute,
     Block,
+    NestedBlock,
     RequiresReplace,
     Schema,
     UseStateForUnknown,
@@ -81,8 +90,14 @@ class Log(list):
         self.append((level, message, fields))
 
 
-def context(private: bytes = b"old-private", config: Any = None) -> Context:
-    return Context(private=private, config=config, log=Log())
+# Terraform 1.11 and later: write-only attributes supported.
+WRITE_ONLY_CLIENT = ClientCapabilities(write_only_attributes_allowed=True)
+
+
+def context(
+    private: bytes = b"old-private", config: Any = None, client: ClientCapabilities = UNDECLARED
+) -> Context:
+    return Context(private=private, config=config, log=Log(), client=client)
 
 
 def errors(ctx: Context) -> list[tuple[str, str]]:
@@ -94,7 +109,7 @@ def errors(ctx: Context) -> list[tuple[str, str]]:
 
 def test_plan_runs_the_framework_rules_then_modify_plan() -> None:
     config = {"name": "b", "note": "old", "secret": "s3cret", "id": None, "found": None}
-    ctx = context(config=config)
+    ctx = context(config=config, client=WRITE_ONLY_CLIENT)
     planned = lifecycle.plan(Recorder(), PRIOR, dict(config, id="id-1"), config, ctx)
     assert planned.state == {
         "name": "b",
@@ -111,6 +126,123 @@ def test_a_destroy_plan_is_null_and_skips_modify_plan() -> None:
     ctx = context()
     planned = lifecycle.plan(Recorder(), PRIOR, None, None, ctx)
     assert (planned.state, planned.requires_replace, planned.private) == (None, [], b"old-private")
+
+
+# ------------------------------------------------------------------ clients without write-only
+
+
+SECRET = "s3cret-value-7f1e"
+CREATE_CONFIG = {"name": "b", "note": None, "secret": SECRET, "id": None, "found": None}
+
+
+def refusal(path: tuple, required: bool = False, name: str = "secret") -> Diagnostic:
+    what_to_do = (
+        f"{name} is required, so test_thing cannot be used before Terraform 1.11: "
+        "upgrade Terraform."
+        if required
+        else f"Upgrade Terraform, or remove {name} from the configuration."
+    )
+    return Diagnostic(
+        ERROR,
+        f"{name} needs Terraform 1.11 or later",
+        f"{name} of test_thing is a write-only argument: Terraform keeps its value out of the "
+        "plan and the state only from version 1.11 on. This Terraform does not support "
+        "write-only arguments and would keep the value in the plan and the state, so the "
+        f"provider refuses it before anything is planned or created. {what_to_do}",
+        path,
+    )
+
+
+class Validating(Recorder):
+    def validate(self, config, diags) -> None:
+        self.calls.append("validate")
+
+
+@pytest.mark.parametrize(
+    "client",
+    [UNDECLARED, ClientCapabilities(deferral_allowed=True)],
+    ids=["before 1.9 (none sent)", "1.9 and 1.10 (no write-only)"],
+)
+@pytest.mark.parametrize("value", [SECRET, UNKNOWN], ids=["known", "unknown"])
+def test_a_write_only_value_is_refused_when_the_client_cannot_keep_it_out(
+    client: ClientCapabilities, value: Any
+) -> None:
+    config = dict(CREATE_CONFIG, secret=value)
+    resource = Validating()
+    diags = Diagnostics()
+    lifecycle.validate_resource(resource, config, client, diags)
+    assert diags == [refusal(("secret",))]
+    assert resource.calls == [], "nothing else is validated"
+
+    ctx = context(config=config, client=client)
+    planned = lifecycle.plan(resource, None, dict(config), config, ctx)
+    assert planned.state is None, "no planned state travels back"
+    assert (planned.requires_replace, planned.private) == ([], b"old-private")
+    assert ctx.diags == [refusal(("secret",))]
+    assert SECRET not in repr(list(diags) + list(ctx.diags))
+
+
+def test_a_client_with_write_only_support_or_no_value_set_is_not_refused() -> None:
+    resource = Validating()
+    diags = Diagnostics()
+    lifecycle.validate_resource(resource, CREATE_CONFIG, WRITE_ONLY_CLIENT, diags)
+    lifecycle.validate_resource(resource, dict(CREATE_CONFIG, secret=None), UNDECLARED, diags)
+    assert diags == [] and resource.calls == ["validate", "validate"]
+    unset = dict(CREATE_CONFIG, secret=None)
+    ctx = context(client=UNDECLARED)
+    planned = lifecycle.plan(resource, None, dict(unset), unset, ctx)
+    assert ctx.diags == [] and planned.state["found"] == "planned by the resource"
+    # A destroy has no configuration to refuse.
+    assert lifecycle.plan(resource, PRIOR, None, None, context()).state is None
+
+
+class Nested(Recorder):
+    """A required write-only attribute, and an optional one inside a list block."""
+
+    schema = Schema(
+        Block(
+            attributes={
+                "password": Attribute(STRING, required=True, write_only=True),
+                "id": Attribute(STRING, computed=True),
+            },
+            blocks={
+                "rules": NestedBlock(
+                    Block(attributes={"token": Attribute(STRING, optional=True, write_only=True)}),
+                    LIST,
+                )
+            },
+        )
+    )
+
+
+def test_refusals_name_each_attribute_path_and_what_to_do() -> None:
+    config = {"password": SECRET, "id": None, "rules": [{"token": None}, {"token": SECRET}]}
+    diags = Diagnostics()
+    lifecycle.validate_resource(Nested(), config, UNDECLARED, diags)
+    assert diags == [
+        refusal(("password",), required=True, name="password"),
+        refusal(("rules", 1, "token"), name="rules[1].token"),
+    ]
+
+
+def test_an_import_this_client_could_never_plan_warns() -> None:
+    ctx = context()
+    outcome = lifecycle.import_state(Nested(answer={"id": "x"}), "x", ctx)
+    assert outcome.state == {"password": None, "id": "x", "rules": None}
+    assert ctx.diags == [
+        Diagnostic(
+            WARNING,
+            "test_thing imported, but this Terraform cannot plan it",
+            "password of test_thing is a required write-only argument, which needs Terraform "
+            "1.11 or later. The import itself is complete and nothing was changed; every plan "
+            "of this resource with this Terraform refuses password. Plan and apply it with "
+            "Terraform 1.11 or later.",
+        )
+    ]
+    quiet = context(client=WRITE_ONLY_CLIENT)
+    lifecycle.import_state(Nested(answer={"id": "x"}), "x", quiet)
+    lifecycle.import_state(Recorder(answer={"id": "x"}), "x", context())  # optional: plannable
+    assert quiet.diags == []
 
 
 # ------------------------------------------------------------------ apply

@@ -174,3 +174,33 @@ def test_state_store_upgrades_from_version_1(
         ).fetchone()
     assert versions == list(range(1, store.LATEST_VERSION + 1))
     assert legacy == ("plan", {})
+
+
+def test_refresh_reads_a_store_that_an_older_provider_wrote(
+    terraform: Terraform, immuta_db: Database, data_db: Database
+) -> None:
+    """A read never upgrades the store (only writes do): a refresh against a store at version
+    1 reads every column added since with its default, and the next write upgrades it."""
+    from tfprovider_immuta_pg.immuta import store
+
+    terraform.write(config(immuta_db))
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        conn.execute("ALTER TABLE immuta.connections DROP COLUMN object_sync, DROP COLUMN filters")
+        conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written")
+        conn.execute("DROP TABLE immuta.crawled_databases")
+        conn.execute("DELETE FROM immuta.schema_version WHERE version > 1")
+    terraform.plan_is_empty("a version-1 store reads as the current one")
+    with immuta_db.connect() as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM immuta.schema_version")] == [1]
+    with data_db.connect() as conn:
+        conn.execute("CREATE TABLE public.added_later (id int)")
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        versions = [
+            r[0] for r in conn.execute("SELECT version FROM immuta.schema_version ORDER BY 1")
+        ]
+    assert versions == list(range(1, store.LATEST_VERSION + 1))
+    assert (data_db.name, "public", "added_later") in registered(immuta_db)
+    terraform.plan_is_empty("the upgraded store reads the same")
+    terraform.destroyed()

@@ -322,7 +322,7 @@ def test_sigint_is_ignored_sigterm_stops(plugin: PluginProcess) -> None:
 
 
 def test_serves_without_the_development_dependencies(tmp_path: Path) -> None:
-    """grpcio, hpack and cryptography are test tools: the provider must not import them.
+    """grpcio, hpack, h2 and cryptography are test tools: the provider must not import them.
 
     A sitecustomize on PYTHONPATH makes each of them unimportable in the plugin process;
     the plugin must still complete mutual TLS, serve its schema and shut down.
@@ -331,7 +331,8 @@ def test_serves_without_the_development_dependencies(tmp_path: Path) -> None:
         "import sys\n"
         "class Refuse:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in {'grpc', 'grpc_health', 'hpack', 'cryptography'}:\n"
+        "        if name.split('.')[0] in {'grpc', 'grpc_health', 'hpack', 'h2', 'hyperframe',\n"
+        "                                   'cryptography'}:\n"
         "            raise ImportError(f'{name} is a development dependency')\n"
         "sys.meta_path.insert(0, Refuse())\n"
     )

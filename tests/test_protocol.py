@@ -6,6 +6,7 @@ import json
 
 import msgpack
 import pytest
+from harness import RESTRICTED_WORDS
 
 from tfprovider_immuta_pg.framework.provider import StopSignal
 from tfprovider_immuta_pg.framework.values import UNKNOWN
@@ -23,19 +24,6 @@ CONN_TYPE = CONNECTION_SCHEMA.value_type
 MAPPING_TYPE = USER_MAPPING_SCHEMA.value_type
 PROVIDER_TYPE = PROVIDER_SCHEMA.value_type
 
-RESTRICTED_WORDS = (
-    "data",
-    "connection",
-    "object",
-    "crawl",
-    "search",
-    "settings",
-    "metadata",
-    "permission",
-    "sync",
-    "bulk",
-    "upgrade",
-)
 ROLE_ARN = "arn:aws:iam::111122223333:role/immuta-svc"
 IDENTITY_CENTER_ID = "9067c1a2b3-1c2d3e4f-5a6b-7c8d-9e0f-123456789abc"
 
@@ -810,3 +798,68 @@ def test_diagnostics_never_carry_a_registered_secret() -> None:
     assert secret not in message.summary and secret not in message.detail
     assert "***" in message.summary and "***" in message.detail
     assert path_of(message) == ("password",)
+
+
+# ------------------------------------------------------------------ client capabilities
+
+PRINCIPAL = "immuta_aws_service_principal"
+PRINCIPAL_TYPE = ImmutaProvider().resources[PRINCIPAL].schema.value_type
+EXTERNAL_ID = "ExtId-protocol-4c9d2e"
+
+
+def principal_config() -> dict:
+    config = dict.fromkeys(PRINCIPAL_TYPE.attributes)
+    config.update(
+        role_name="immuta-svc",
+        region="us-east-1",
+        aws_account_id="111122223333",
+        db_resource_id="db-ABCDEFGHIJKLMNOPQRSTUVWXY1",
+        immuta_account_id="444455556666",
+        external_id=EXTERNAL_ID,
+        hostname="db.example.com",
+    )
+    return config
+
+
+def capabilities(**flags: bool) -> dict:
+    """The request field: none at all (Terraform before 1.9), or the flags given."""
+    return {"client_capabilities": pb.ClientCapabilities(**flags)} if flags else {}
+
+
+REFUSAL = (("external_id",), "external_id needs Terraform 1.11 or later")
+
+
+@pytest.mark.parametrize(
+    "flags", [{}, {"deferral_allowed": True}], ids=["before 1.9", "1.9 and 1.10"]
+)
+def test_write_only_values_are_refused_unless_the_client_supports_them(
+    grpc_stub, flags: dict
+) -> None:
+    config = dv(principal_config(), PRINCIPAL_TYPE)
+    validated = grpc_stub.ValidateResourceConfig(
+        pb.ValidateResourceConfig.Request(
+            type_name=PRINCIPAL, config=config, **capabilities(**flags)
+        )
+    )
+    assert [(path, summary) for path, summary, _ in errors(validated.diagnostics)] == [REFUSAL]
+    planned = grpc_stub.PlanResourceChange(
+        pb.PlanResourceChange.Request(
+            type_name=PRINCIPAL,
+            prior_state=dv(None, PRINCIPAL_TYPE),
+            proposed_new_state=config,
+            config=config,
+            **capabilities(**flags),
+        )
+    )
+    assert [(path, summary) for path, summary, _ in errors(planned.diagnostics)] == [REFUSAL]
+    assert decode_msgpack(planned.planned_state.msgpack, PRINCIPAL_TYPE) is None
+    assert EXTERNAL_ID.encode() not in validated.SerializeToString() + planned.SerializeToString()
+
+
+def test_a_client_with_write_only_support_validates_as_usual(grpc_stub) -> None:
+    request = pb.ValidateResourceConfig.Request(
+        type_name=PRINCIPAL,
+        config=dv(principal_config(), PRINCIPAL_TYPE),
+        **capabilities(write_only_attributes_allowed=True),
+    )
+    assert list(grpc_stub.ValidateResourceConfig(request).diagnostics) == []

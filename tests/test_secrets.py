@@ -25,11 +25,9 @@ import json
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 from harness import (
     Body,
     Database,
@@ -118,15 +116,6 @@ def create_login_role(pg: PostgresServer, name: str, password: str) -> None:
                 sql.Identifier(name), sql.Literal(password)
             )
         )
-
-
-@pytest.fixture
-def immuta(pg17: PostgresServer) -> Iterator[Database]:
-    db = pg17.temp_database()
-    try:
-        yield db
-    finally:
-        db.drop()
 
 
 # ---------------------------------------------------------------------- passwords

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import Body, MotoServer, PostgresServer, Terraform, provider_block, resource
+from harness import MotoServer, PostgresServer, Terraform, provider_block, resource
 from harness.aws_example import (
     ACCOUNT,
     IMMUTA_ACCOUNT,
@@ -88,12 +88,7 @@ class World:
     def provider(self) -> str:
         return provider_block(
             self.pg,
-            aws=Body(
-                region=REGION,
-                access_key_id="testing",
-                secret_access_key="testing",
-                endpoint_url=self.moto.endpoint_url,
-            ),
+            aws=self.moto.aws_block(region=REGION),
         )
 
     def resource(self, external_id: str | None = None, **extra: str) -> str:
@@ -360,14 +355,46 @@ def test_external_id_rotation_and_policy_changes_update_in_place(world: World) -
     assert state["db_user_arn"].endswith(f":dbuser:{new_id}/{world.role}")
     world.tf.plan_is_empty()
 
-    # Another database user: rds_iam moves from the old login role to the new one.
+
+def test_db_username_other_than_the_role_name_is_refused_at_plan(world: World) -> None:
+    other = unique("svc_user_")
+    world.write(db_username=other)
+    result = world.tf.plan_fails(
+        "db_username must be the role name",
+        f'db_username = "{other}" but role_name = "{world.role}". Immuta logs in to PostgreSQL '
+        "with the IAM role name as its username",
+        "Remove db_username (it defaults to role_name) or set it to role_name.",
+    )
+    assert 'db_username = "' in result.text, "the error points at the db_username line"
+    assert not world.role_exists() and world.membership(other) is None, "nothing created"
+    world.write(db_username=world.role)
+    world.tf.apply()
+    world.tf.plan_is_empty()
+
+
+def test_a_state_with_another_db_username_is_corrected(world: World) -> None:
+    """A state written by an earlier version, whose db_username differs from role_name:
+    the next apply moves rds_iam to the role name and rewrites the policy for it."""
+    world.write()
+    world.tf.apply()
     other = unique("svc_user_")
     try:
-        world.write(external_id=rotated, db_resource_id=new_id, db_username=other)
+        world.pg_execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE rds_iam").format(sql.Identifier(other))
+        )
+        world.pg_execute(sql.SQL("REVOKE rds_iam FROM {}").format(sql.Identifier(world.role)))
+        pulled = json.loads(world.tf.run("state", "pull").stdout)
+        attributes = pulled["resources"][0]["instances"][0]["attributes"]
+        attributes["db_username"] = other
+        pulled["serial"] += 1
+        (world.tf.workdir / "edited.tfstate").write_text(json.dumps(pulled))
+        world.tf.run("state", "push", "edited.tfstate")
+
+        world.tf.plan_changes("1 to change", f'~ db_username = "{other}" -> "{world.role}"')
         world.tf.apply()
-        assert world.membership(other) == (True, True)
-        assert world.membership() == (True, False), "old login role kept, rds_iam revoked"
-        assert world.policy_document() == documented_policy(other, new_id)
+        assert world.membership() == (True, True), "rds_iam granted to the role name"
+        assert world.membership(other) == (True, False), "revoked from the other login role"
+        assert world.policy_document() == documented_policy(world.role)
         world.tf.plan_is_empty()
     finally:
         world.pg.drop_role(other)

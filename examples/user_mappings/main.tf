@@ -1,4 +1,6 @@
 terraform {
+  required_version = ">= 1.0"
+
   required_providers {
     immuta = {
       source = "immuta-pg/immuta"
@@ -13,8 +15,9 @@ provider "immuta" {
   password = var.pg_password
 
   aws {
-    region       = var.aws_region
-    endpoint_url = var.aws_endpoint_url
+    region            = var.aws_region
+    endpoint_url      = var.aws_endpoint_url
+    identity_store_id = var.identity_store_id # checks Identity Center User IDs when set
   }
 }
 
@@ -76,6 +79,17 @@ resource "immuta_user_mapping" "etl" {
   aws {
     user_type = "iam_user"
     principal = var.etl_user
+  }
+}
+
+# An IAM Identity Center user, by its User ID (never the email address).
+resource "immuta_user_mapping" "dana" {
+  connection_id = immuta_postgres_connection.warehouse.id
+  immuta_user   = "dana@example.com"
+
+  aws {
+    user_type = "identity_center_user"
+    principal = var.identity_center_user_id
   }
 }
 

@@ -7,9 +7,12 @@ output "postgres_usernames" {
 }
 
 output "aws_principals" {
-  description = "Immuta user -> resolved IAM ARN."
-  value = {
-    for m in [immuta_user_mapping.analyst_role, immuta_user_mapping.etl] :
-    m.immuta_user => m.aws_principal_arn
-  }
+  description = "Immuta user -> resolved IAM ARN, or the Identity Center User ID."
+  value = merge(
+    {
+      for m in [immuta_user_mapping.analyst_role, immuta_user_mapping.etl] :
+      m.immuta_user => m.aws_principal_arn
+    },
+    { (immuta_user_mapping.dana.immuta_user) = immuta_user_mapping.dana.aws.principal },
+  )
 }

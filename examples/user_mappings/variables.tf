@@ -49,3 +49,14 @@ variable "etl_user" {
   description = "An existing IAM user."
   type        = string
 }
+
+variable "identity_store_id" {
+  description = "IAM Identity Center identity store ID (d-...) to check User IDs in; null: not checked."
+  type        = string
+  default     = null
+}
+
+variable "identity_center_user_id" {
+  description = "User ID of an IAM Identity Center user (from the user's page; not the email address)."
+  type        = string
+}

@@ -15,11 +15,26 @@ from .hcl import (
 )
 from .moto_server import AWS_ENV, MotoServer
 from .postgres import Database, PostgresServer, PostgresServerError, pg_bin_dir
+from .product_rules import RESTRICTED_WORDS
 from .rds_front import Attempt, Key, RdsFront, check_token
-from .terraform import Result, Terraform, TerraformError, step, terraform_env
+from .terraform import (
+    TERRAFORM_1_0,
+    Background,
+    Result,
+    Terraform,
+    TerraformError,
+    finished,
+    step,
+    terraform_env,
+    wait_for,
+)
 
 __all__ = [
     "AWS_ENV",
+    "RESTRICTED_WORDS",
+    "Background",
+    "finished",
+    "wait_for",
     "Body",
     "Raw",
     "block",
@@ -40,6 +55,7 @@ __all__ = [
     "PostgresServerError",
     "pg_bin_dir",
     "Result",
+    "TERRAFORM_1_0",
     "Terraform",
     "TerraformError",
     "connection_block",

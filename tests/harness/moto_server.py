@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from moto.server import ThreadedMotoServer
+
+from .hcl import Body
 
 # Dummy credentials/region to hand to clients (boto3, or a provider subprocess via env).
 AWS_ENV = {
@@ -38,6 +42,18 @@ class MotoServer:
         if self.port is None:
             raise RuntimeError("moto server not started")
         return f"http://{self.host}:{self.port}"
+
+    def aws_block(self, **settings: Any) -> Body:
+        """A provider block's `aws { ... }` reaching this server with the dummy keys;
+        `settings` add to them or replace them."""
+        block = Body(
+            region=AWS_ENV["AWS_REGION"],
+            access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            endpoint_url=self.endpoint_url,
+        )
+        block.update(settings)
+        return block
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess that should talk to this server."""

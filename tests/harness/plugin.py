@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import os
 import select
@@ -81,14 +82,16 @@ class PluginProcess:
         timeout: float = 15,
         cwd: str | Path = "/",
         client_certificate: ClientCertificate | None = None,
+        executable: str | Path = PROVIDER_EXE,
     ) -> None:
-        """With `client_certificate`, PLUGIN_CLIENT_CERT announces it and channels present it."""
+        """With `client_certificate`, PLUGIN_CLIENT_CERT announces it and channels present it.
+        `executable` may be another plugin (another build, or the Go null provider)."""
         self.client_certificate = client_certificate
         if client_certificate is not None:
             extra_env = {**(extra_env or {}), "PLUGIN_CLIENT_CERT": client_certificate.cert_pem}
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
-            [str(PROVIDER_EXE)],
+            [str(executable)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -145,7 +148,11 @@ class PluginProcess:
         self.proc.wait(timeout=10)
         handshake = getattr(self, "handshake", None)
         if handshake and handshake.network == "unix" and os.path.isabs(handshake.address):
-            shutil.rmtree(os.path.dirname(handshake.address), ignore_errors=True)
+            if os.path.basename(handshake.address) == "plugin.sock":  # in our private folder
+                shutil.rmtree(os.path.dirname(handshake.address), ignore_errors=True)
+            else:  # go-plugin (the Go null provider) puts its socket in the temp folder itself
+                with contextlib.suppress(OSError):
+                    os.unlink(handshake.address)
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()

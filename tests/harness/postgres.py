@@ -403,6 +403,10 @@ class PostgresServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    def create_role(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(name)))
+
     def drop_role(self, name: str) -> None:
         with self.connect() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

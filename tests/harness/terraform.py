@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_CONFIG = REPO_ROOT / "dist" / "terraformrc"
+# The newest Terraform tested is the one on PATH (1.11.4); the oldest is installed by
+# tools/install-test-servers.sh.
+TERRAFORM = "terraform"
+TERRAFORM_1_0 = REPO_ROOT / ".cache" / "terraform-1.0.3" / "terraform"
 PROVIDER_SOURCE = "immuta-pg/immuta"
 
 REQUIRED_PROVIDERS = """terraform {
@@ -66,12 +73,15 @@ class TerraformError(AssertionError):
 
 
 class Terraform:
-    """One working directory; every command runs the real terraform binary."""
+    """One working directory; every command runs the real terraform binary (`binary`)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, binary: str | Path = TERRAFORM
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = terraform_env(env)
+        self.binary = str(binary)
         self._initialised = False
 
     def write(self, text: str, name: str = "main.tf", with_required_providers: bool = True) -> None:
@@ -85,7 +95,11 @@ class Terraform:
         env: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> Result:
-        command = ["terraform", *args]
+        if args[:1] == ("test",) and self.binary == str(TERRAFORM_1_0):
+            # Terraform 1.0's `test` is an old experiment: it ignores *.tftest.hcl files,
+            # prints "No tests defined" and exits 0, which would pass any test.
+            raise TerraformError("terraform test under Terraform 1.0 tests nothing")
+        command = [self.binary, *args]
         completed = subprocess.run(
             command,
             cwd=self.workdir,
@@ -213,3 +227,69 @@ def step(name: str) -> Iterator[None]:
     except BaseException as exc:
         exc.add_note(f"in step: {name}")
         raise
+
+
+class Background:
+    """A terraform command running in its own process group, output kept in files."""
+
+    def __init__(self, tf: Terraform, *args: str) -> None:
+        tf._ensure_init()
+        self.args = ["terraform", *args]
+        self._out = open(tf.workdir / ".bg.stdout", "w+")  # noqa: SIM115
+        self._err = open(tf.workdir / ".bg.stderr", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=tf.workdir,
+            env=tf.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = 120) -> Result | None:
+        """The result; None when still running after `timeout` (then killed)."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+        self._out.seek(0)
+        self._err.seek(0)
+        return Result(self.args, self.proc.returncode, self._out.read(), self._err.read())
+
+    def kill(self) -> None:
+        """SIGKILL terraform and its providers (the process group this command started)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.running():
+            self.kill()
+        self._out.close()
+        self._err.close()
+
+
+def finished(command: Background, timeout: float = 120) -> Result:
+    result = command.wait(timeout)
+    assert result is not None, f"{' '.join(command.args)} still running after {timeout} s"
+    return result
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)

@@ -1,3 +1,7 @@
+terraform {
+  required_version = ">= 1.5" # check blocks
+}
+
 variable "pg_host" {
   type    = string
   default = "db.example.internal"

@@ -1,6 +1,10 @@
 # The IAM role Immuta assumes to reach an RDS PostgreSQL instance, with its
 # rds-db:connect policy, and the database login role granted rds_iam. The provider's
 # own credentials (the RDS master user, and AWS keys that may manage IAM) do the work.
+terraform {
+  required_version = ">= 1.11" # write-only external_id
+}
+
 resource "immuta_aws_service_principal" "immuta" {
   role_name         = "immuta-svc"
   aws_account_id    = "111122223333"

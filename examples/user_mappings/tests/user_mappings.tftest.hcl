@@ -22,6 +22,10 @@ run "apply" {
     error_message = "the IAM user resolves to its ARN"
   }
   assert {
+    condition     = immuta_user_mapping.dana.aws.principal == var.identity_center_user_id && immuta_user_mapping.dana.aws_principal_arn == null
+    error_message = "an Identity Center user maps by its User ID"
+  }
+  assert {
     condition     = immuta_user_mapping.carol.aws.user_type == "unset" && immuta_user_mapping.carol.aws_principal_arn == null
     error_message = "unset maps the Immuta username itself"
   }

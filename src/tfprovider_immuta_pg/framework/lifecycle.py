@@ -9,7 +9,10 @@ can be read and tested with plain Python values:
 - a read or apply that fails keeps the state (and private data) Terraform already had;
 - apply returns every value the plan knew exactly as planned, and fills only what the plan
   left unknown (Terraform rejects anything else as an inconsistent result);
-- import and data-source reads return every attribute of the schema (null when not given).
+- import and data-source reads return every attribute of the schema (null when not given);
+- a write-only attribute set in the configuration is refused, at validation and again at
+  plan, when the client did not say it supports write-only attributes (see `capabilities`);
+  an import that such a client could never plan says so in a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .capabilities import ClientCapabilities, refuse_write_only, warn_unplannable_import
 from .diagnostics import Diagnostics, Path, ProviderError
 from .plan import plan_change, validate_values
 from .provider import Context, DataSource, LogFunction, Provider, Resource, no_log
@@ -53,6 +57,15 @@ def validate(owner: Provider | Resource[Any] | DataSource, config: Any, diags: D
     """Attribute validators, then the owner's cross-attribute rules."""
     validate_values(owner.schema, config, diags)
     owner.validate(config, diags)
+
+
+def validate_resource(
+    resource: Resource[Any], config: Any, client: ClientCapabilities, diags: Diagnostics
+) -> None:
+    """What `client` cannot carry is refused first (and nothing else checked), then as
+    `validate`."""
+    if not refuse_write_only(resource.type_name, resource.schema, config, client, diags):
+        validate(resource, config, diags)
 
 
 def configure(provider: Provider, config: Any, diags: Diagnostics) -> None:
@@ -114,8 +127,14 @@ def plan(resource: Resource[Any], prior: Any, proposed: Any, config: Any, ctx: C
     """The framework's planning rules, then the resource's own `modify_plan`.
 
     Of `proposed` (Terraform's proposed new state) only whether it is null (a destroy)
-    matters; PROPOSED stands for any value that is not.
+    matters; PROPOSED stands for any value that is not. A configuration the client cannot
+    carry is refused with no planned state at all, so a refused write-only value never
+    travels back to Terraform.
     """
+    if proposed is not None and refuse_write_only(
+        resource.type_name, resource.schema, config, ctx.client, ctx.diags
+    ):
+        return Planned(None, [], ctx.private)
     planned, replace = plan_change(resource.schema, prior, proposed, config)
     if planned is not None:
         resource.modify_plan(prior, planned, config, ctx)
@@ -150,6 +169,7 @@ def apply(resource: Resource[Any], prior: Any, planned: Any, ctx: Context) -> Ou
 def import_state(resource: Resource[Any], import_id: str, ctx: Context) -> Outcome:
     """The imported object's state, every attribute present (null when the import left it)."""
     partial = resource.import_state(import_id, ctx)
+    warn_unplannable_import(resource.type_name, resource.schema, ctx.client, ctx.diags)
     return Outcome(complete(resource.schema, partial), ctx.private)
 
 

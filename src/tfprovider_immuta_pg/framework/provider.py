@@ -8,6 +8,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from .capabilities import UNDECLARED, ClientCapabilities
 from .diagnostics import Diagnostics, ProviderError
 from .schema import Schema
 from .types import CtyType
@@ -73,6 +74,7 @@ class Context:
     config: Any = None  # the resource configuration (write-only values live only here)
     stop: StopSignal = field(default_factory=StopSignal)
     log: LogFunction = no_log  # debug lines for TF_LOG_PROVIDER; never values, never secrets
+    client: ClientCapabilities = UNDECLARED  # what the Terraform asking said it supports
 
     def check_stop(self) -> None:
         if self.stop.is_set():

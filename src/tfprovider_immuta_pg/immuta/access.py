@@ -6,8 +6,9 @@ Nothing here connects before an operation asks for a connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..framework.diagnostics import ProviderError
 from ..framework.provider import Context
@@ -22,13 +23,14 @@ if TYPE_CHECKING:
 
     from .aws import AwsClient
 
+T = TypeVar("T")
+
 
 class Access:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self.pool = ConnectionPool()
-        # Immuta databases whose state store is up to date (host, port, database): checked once
-        self.current_stores: set[tuple[str, int, str]] = set()
+        self.current_stores: set[Target] = set()  # Immuta databases whose store is up to date
         self._aws: AwsClient | None = None
 
     def configure(self, settings: Settings) -> None:
@@ -117,5 +119,17 @@ class Access:
         return self._aws
 
     def connect(self, target: Target, ctx: Context) -> AbstractContextManager[psycopg.Connection]:
-        """A pooled connection to `target` with the provider's credentials."""
+        """A pooled connection to `target` with the provider's credentials (no retries:
+        prefer `run`)."""
         return self.pool.connection(target, self.credentials(), ctx)
+
+    def run(
+        self,
+        target: Target,
+        ctx: Context,
+        work: Callable[[psycopg.Connection], T],
+        doing: str = "",
+    ) -> T:
+        """`work(connection)` on `target`, retried whole after a transient failure (see
+        `pg`); `doing` names the work in diagnostics ("reading connection 'X'")."""
+        return self.pool.run(target, self.credentials(), ctx, work, doing)

@@ -93,25 +93,47 @@ def databases_to_protect(conn: psycopg.Connection, immuta_database: str) -> list
     return [DatabaseFacts(name, grantable) for name, grantable in rows]
 
 
+_GRANTS = ", ".join(
+    f"has_table_privilege(c.oid, '{p} WITH GRANT OPTION') AS {p.lower()}" for p in TABLE_PRIVILEGES
+)
 _CATALOG_QUERY = f"""
 SELECT n.nspname,
-       has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION'),
-       c.relname, c.relkind,
-       {", ".join(f"has_table_privilege(c.oid, '{p} WITH GRANT OPTION')" for p in TABLE_PRIVILEGES)}
+       has_schema_privilege(n.oid, 'USAGE WITH GRANT OPTION') AS usage,
+       c.relname, c.relkind, {_GRANTS}
 FROM pg_namespace n
 LEFT JOIN pg_class c
        ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 WHERE {SYSTEM_SCHEMA_FILTER}
-ORDER BY n.nspname, c.relname
 """
+# The same rows, only where something is lacking: what a refresh needs to find lost grants,
+# without sending every object of the database.
+_LACKING_QUERY = f"""
+SELECT * FROM ({_CATALOG_QUERY}) AS o
+WHERE NOT o.usage
+   OR (o.relname IS NOT NULL
+       AND NOT ({" AND ".join(f"o.{p.lower()}" for p in TABLE_PRIVILEGES)}))
+"""
+_ORDER = "ORDER BY 1, 3"
 
 
 def crawl_database(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
     """Every non-system schema and supported object of one database, in one query."""
+    return _catalog(conn, database, _CATALOG_QUERY + _ORDER)
+
+
+def lacking_privileges(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
+    """Only the schemas and objects the user lacks a privilege on (WITH GRANT OPTION);
+    an object in a schema lacking USAGE is listed whatever its own privileges."""
+    catalog = _catalog(conn, database, _LACKING_QUERY + _ORDER)
+    catalog.objects = [o for o in catalog.objects if o.missing]
+    return catalog
+
+
+def _catalog(conn: psycopg.Connection, database: str, query: str) -> DatabaseCatalog:
     catalog = DatabaseCatalog(database)
     last_schema = None
     with conn.cursor() as cur:
-        cur.execute(_CATALOG_QUERY)
+        cur.execute(query)
         for schema, usage, name, kind, *grants in cur:
             if schema != last_schema:
                 last_schema = schema
@@ -126,21 +148,40 @@ def crawl_database(conn: psycopg.Connection, database: str) -> DatabaseCatalog:
     return catalog
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """Digests of one database's catalog, computed by the server (a few bytes travel,
+    whatever the catalog's size)."""
+
+    catalog: str  # changes when a supported object appears or goes
+    acl: str | None  # changes when a privilege on a schema or object does (None: not taken)
+
+
+# `acl`: the XOR of a hash per schema and per supported object of its ACL (the owner's
+# default ACL when it has none), with the roles whose privileges the current user holds.
+# Hashing the aclitem arrays costs far less than printing them (no role names are looked
+# up), so a refresh with nothing changed costs about what the catalog digest alone did.
 _FINGERPRINT_QUERY = f"""
 SELECT md5(coalesce(string_agg(format('%I.%I:%s', n.nspname, c.relname, c.relkind), ','
-                               ORDER BY n.nspname, c.relname), ''))
+                               ORDER BY n.nspname, c.relname), '')),
+       (coalesce(bit_xor(hash_array_extended(coalesce(c.relacl, acldefault('r', c.relowner)),
+                                             c.oid::bigint)), 0)
+        # (SELECT coalesce(bit_xor(hash_array_extended(
+                                 coalesce(n.nspacl, acldefault('n', n.nspowner)),
+                                 n.oid::bigint)), 0)
+           FROM pg_namespace n WHERE {SYSTEM_SCHEMA_FILTER})
+        # hash_array_extended(ARRAY(SELECT oid FROM pg_roles
+                                    WHERE pg_has_role(current_user, oid, 'USAGE')
+                                    ORDER BY oid), 0))::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {SYSTEM_SCHEMA_FILTER}
 """
 
 
-def catalog_fingerprint(conn: psycopg.Connection) -> str:
-    """A digest of a database's supported objects: it changes when one appears or goes.
-
-    Computed by the server; only 32 characters travel, whatever the catalog's size.
-    """
-    digest: str = one_row(conn.execute(_FINGERPRINT_QUERY))[0]
-    return digest
+def catalog_fingerprint(conn: psycopg.Connection) -> Fingerprint:
+    """Digests of a database's supported objects and of the privileges on them."""
+    catalog, acl = one_row(conn.execute(_FINGERPRINT_QUERY))
+    return Fingerprint(catalog, acl)
 
 
 @dataclass(frozen=True)
@@ -198,23 +239,37 @@ def ident(*names: str) -> str:
     return ".".join(sql.Identifier(n).as_string(None) for n in names)
 
 
+@dataclass(frozen=True)
+class Need:
+    """A privilege the user lacks and the statement that grants it."""
+
+    line: str  # "database immuta: CREATE (...)"
+    grant: str  # "GRANT CREATE ON DATABASE "immuta" TO "registrar";"
+    database: str | None = None  # where the statement must run; None: in any database
+
+
 @dataclass
 class MissingPrivileges:
-    """Everything the registering user lacks, grouped so one diagnostic can list it."""
+    """Everything the registering user lacks, grouped so one diagnostic can list it:
+    Immuta's documented privileges, and what the state store needs (`store`)."""
 
     user: str
     createrole: bool = True
     databases: list[str] = field(default_factory=list)
     schemas: list[tuple[str, str]] = field(default_factory=list)
     objects: list[CatalogObject] = field(default_factory=list)
+    store: list[Need] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return not self.createrole or bool(self.databases or self.schemas or self.objects)
+        return not self.createrole or bool(
+            self.databases or self.schemas or self.objects or self.store
+        )
 
     @property
     def count(self) -> int:
         return (
             (0 if self.createrole else 1)
+            + len(self.store)
             + len(self.databases)
             + len(self.schemas)
             + sum(len(o.missing) for o in self.objects)
@@ -224,6 +279,7 @@ class MissingPrivileges:
         out = []
         if not self.createrole:
             out.append(f"- role {self.user}: CREATEROLE")
+        out += [f"- {need.line}" for need in self.store]
         out += [f"- database {d}: CONNECT WITH GRANT OPTION" for d in self.databases]
         out += [f"- schema {d}.{s}: USAGE WITH GRANT OPTION" for d, s in self.schemas]
         out += [
@@ -238,6 +294,7 @@ class MissingPrivileges:
         out = []
         if not self.createrole:
             out.append(f"ALTER ROLE {user} CREATEROLE;")
+        out += [need.grant for need in self.store if need.database is None]
         out += [
             f"GRANT CONNECT ON DATABASE {ident(d)} TO {user} WITH GRANT OPTION;"
             for d in self.databases
@@ -251,7 +308,8 @@ class MissingPrivileges:
         return out
 
     def _per_database(self, user: str) -> Iterable[tuple[str, str]]:
-        entries = [
+        entries = [(n.database, n.grant) for n in self.store if n.database is not None]
+        entries += [
             (d, f"GRANT USAGE ON SCHEMA {ident(s)} TO {user} WITH GRANT OPTION;")
             for d, s in self.schemas
         ] + [

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..framework.diagnostics import Diagnostics, Path, ProviderError
 from ..framework.provider import Context
@@ -29,6 +29,9 @@ from . import rules
 from .access import Access
 from .ids import ConnectionId, InvalidId
 from .pg import Target
+
+if TYPE_CHECKING:
+    from .store import MappingRow
 
 POSTGRES_MODES = ("username", "unset", "none")
 AWS_USER_TYPES = ("iam_role", "iam_user", "identity_center_user", "unset")
@@ -185,6 +188,17 @@ def not_registered(cid: ConnectionId, target: Target) -> ProviderError:
         "or fix connection_id.",
         ("connection_id",),
     )
+
+
+def as_written(row: MappingRow) -> dict[str, Any]:
+    """The configuration that wrote `row`, as far as the store recorded its spelling: with
+    or without a `postgres` block (which may say only the default mode)."""
+    postgres = (
+        {"mode": row.postgres_mode, "username": row.postgres_username}
+        if row.postgres_block_written
+        else None
+    )
+    return {"postgres": postgres}
 
 
 # ------------------------------------------------------------------ plan-time rules

@@ -1,23 +1,50 @@
-"""PostgreSQL connections: lazy, pooled per (server, database, credentials), cancellable."""
+"""PostgreSQL connections: lazy, pooled per (server, database, credentials), cancellable,
+and retried within bounds when PostgreSQL says the failure is transient.
+
+Every failure inside a pooled connection leaves as one of `errors`' classes (`connection`
+is the one place psycopg's exceptions are translated). `run` gives a unit of work a
+connection and, when the failure is retriable (see `errors`: serialization failure,
+deadlock, lock timeout, the session ended by an administrator, no connection slot free, a
+pooled connection found broken), runs the whole unit again on a fresh connection: at most
+RETRY_ATTEMPTS attempts within RETRY_SECONDS, waiting FIRST_DELAY, then twice as long each
+time (up to MAX_DELAY, with jitter), and never after Terraform asked the provider to stop.
+A unit that writes does so in one transaction, so a retry repeats it whole, never half.
+"""
 
 from __future__ import annotations
 
+import random
 import select
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..framework.provider import Context
-from .errors import ConnectTimedOut, connect_error, connection_lost
+from ..framework.diagnostics import ProviderError
+from ..framework.provider import Cancelled, Context
+from .errors import (
+    CommitInDoubt,
+    ConnectTimedOut,
+    PostgresFailure,
+    connect_error,
+    connection_lost,
+    postgres_error,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
 IDLE_CHECK_SECONDS = 2.0  # a pooled connection idle longer than this is pinged before reuse
 MAX_IDLE_PER_TARGET = 32  # above terraform's default -parallelism (10): no reconnect churn
+RETRY_ATTEMPTS = 6
+RETRY_SECONDS = 30.0
+FIRST_DELAY = 0.25
+MAX_DELAY = 5.0
+RETRY_LIMITS = f"at most {RETRY_ATTEMPTS} attempts within {RETRY_SECONDS:.0f} s"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,21 +83,62 @@ class ConnectionPool:
         # waiting connect_timeout in turn.
         self._timed_out: dict[tuple[Target, str], tuple[float, ConnectTimedOut]] = {}
 
+    def run(
+        self,
+        target: Target,
+        creds: Credentials,
+        ctx: Context,
+        work: Callable[[psycopg.Connection], T],
+        doing: str = "",
+    ) -> T:
+        """`work(connection)`, retried whole while its failure is retriable (module doc)."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.connection(target, creds, ctx, doing) as conn:
+                    return work(conn)
+            except PostgresFailure as exc:
+                if not exc.retriable:
+                    raise
+                elapsed = time.monotonic() - started
+                delay = retry_delay(attempt)
+                if attempt >= RETRY_ATTEMPTS or elapsed + delay > RETRY_SECONDS:
+                    raise exc.gave_up(attempt, elapsed, RETRY_LIMITS) from None
+                ctx.log(
+                    "debug",
+                    "transient PostgreSQL failure, trying again",
+                    sqlstate=exc.sqlstate or "",
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                )
+                _pause(ctx, delay)
+
     @contextmanager
     def connection(
-        self, target: Target, creds: Credentials, ctx: Context
+        self, target: Target, creds: Credentials, ctx: Context, doing: str = ""
     ) -> Iterator[psycopg.Connection]:
-        """A healthy connection, returned to the pool afterwards unless it broke."""
+        """A healthy connection, returned to the pool afterwards unless it broke.
+
+        A psycopg failure inside leaves as one of `errors`' classes; `doing` says what the
+        provider was doing, for the diagnostic.
+        """
         key = (target, creds.key)
-        conn = self._take(key) or self._open(key, target, creds, ctx)
+        pooled = self._take(key)
+        conn = pooled or self._open(key, target, creds, ctx)
         try:
             with ctx.stop.cancelling(conn.cancel_safe):
                 yield conn
-        except BaseException as exc:
-            lost = conn.broken and _is_operational(exc)
+        except Exception as exc:
+            broken = conn.broken
             _discard(conn)
-            if lost:
-                raise connection_lost(target, creds, exc) from None
+            failure = _translate(exc, target, creds, ctx, doing, pooled is not None, broken)
+            if failure is None:
+                raise
+            raise failure from None
+        except BaseException:
+            _discard(conn)
             raise
         if conn.broken or conn.closed or conn.info.transaction_status != 0:
             _discard(conn)
@@ -145,10 +213,46 @@ def _readable(conn: psycopg.Connection) -> bool:
         return True
 
 
-def _is_operational(exc: BaseException) -> bool:
+def _translate(
+    exc: Exception,
+    target: Target,
+    creds: Credentials,
+    ctx: Context,
+    doing: str,
+    pooled: bool,
+    broken: bool,
+) -> ProviderError | None:
+    """The diagnostic for a failure inside a connection; None: not PostgreSQL's (a bug)."""
     import psycopg
 
-    return isinstance(exc, psycopg.OperationalError)
+    if isinstance(exc, CommitInDoubt):
+        return connection_lost(target, creds, exc, retriable=False)
+    if not isinstance(exc, psycopg.Error):
+        return None
+    if ctx.stop.is_set() and (broken or isinstance(exc, psycopg.errors.QueryCanceled)):
+        return Cancelled()  # the provider's own cancel, on Terraform's StopProvider
+    if exc.sqlstate is None:
+        if not (broken or isinstance(exc, psycopg.OperationalError)):
+            return None  # a client-side mistake: the provider's bug, not PostgreSQL's answer
+        # The socket closed. On a connection that waited in the pool, nothing of this
+        # unit of work was committed (a commit that broke is CommitInDoubt): try again.
+        return connection_lost(target, creds, exc, retriable=pooled)
+    return postgres_error(exc, target, creds.username, doing)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based): doubling, with jitter."""
+    base: float = min(FIRST_DELAY * 2.0 ** (attempt - 1), MAX_DELAY)
+    return base * random.uniform(0.5, 1.0)
+
+
+def _pause(ctx: Context, seconds: float) -> None:
+    """Sleep, waking to stop at once when Terraform asks the provider to stop."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ctx.check_stop()
+        time.sleep(min(left, 0.05))
+    ctx.check_stop()
 
 
 def _alive(conn: psycopg.Connection) -> bool:

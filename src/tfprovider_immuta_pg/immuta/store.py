@@ -3,6 +3,12 @@
 Every write runs in one transaction that first takes a transaction-level
 advisory lock, so concurrent applies (separate Terraform states, same Immuta
 database) serialise instead of racing; uniqueness rules are constraints.
+
+Who may write: the schema's owner, or a user with USAGE on the schema and SELECT, INSERT,
+UPDATE, DELETE on its tables; creating the store takes CREATE on the Immuta database (or on
+the schema, when it exists empty), upgrading it the ownership of its tables.
+`missing_privileges` lists what a user lacks, with the GRANT statements, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -14,16 +20,18 @@ from datetime import datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 from psycopg.errors import DependentObjectsStillExist, UndefinedTable, UniqueViolation
 
+from .errors import CommitInDoubt, PermissionDenied
+from .inspector import Fingerprint, Need, ident
 from .mapping_rules import SINGLE_OWNER
 from .pg import one_row
 
 if TYPE_CHECKING:
-    import psycopg
-
     from .inspector import CatalogObject
+    from .pg import Target
 
 SCHEMA = "immuta"
 # pg_advisory_xact_lock key: the bytes of "immuta-s" as a signed 64-bit integer.
@@ -92,7 +100,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (connection_key, database_name)
     );
     """,
-    # 3: who manages each mapping, and which immuta_user_mappings owns a connection's
+    # 3: whether the configuration that wrote a mapping had a `postgres` block, so an import
+    # gives back the same spelling (a block saying only the default mode, or none at all)
+    """
+    ALTER TABLE {s}.user_mappings
+        ADD COLUMN postgres_block_written boolean NOT NULL DEFAULT false;
+    UPDATE {s}.user_mappings SET postgres_block_written = true
+        WHERE postgres_mode <> 'unset' OR postgres_username IS NOT NULL;
+    """,
+    # 4: what the privileges on each database's schemas and objects looked like at the last
+    # crawl, to notice lost grants cheaply (null: crawled by an older provider version)
+    """
+    ALTER TABLE {s}.crawled_databases ADD COLUMN acl_fingerprint text;
+    """,
+    # 5: who manages each mapping, and which immuta_user_mappings owns a connection's
     # mappings exclusively. Before this version only immuta_user_mapping wrote mappings.
     """
     ALTER TABLE {s}.user_mappings ADD COLUMN managed_by text;
@@ -108,6 +129,7 @@ STORE_TABLES = (
     "connections",
     "schema_version",
 )
+WRITE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 class StoreError(Exception):
@@ -187,10 +209,11 @@ def write_transaction(
 ) -> Iterator[psycopg.Connection]:
     """One transaction, serialised with every other writer, on an up-to-date schema.
 
-    With `create=False` a missing store is left missing (nothing to delete there).
+    With `create=False` a missing store is left missing (nothing to delete there). A
+    connection that breaks during the COMMIT raises CommitInDoubt: that transaction may or
+    may not have committed, so it must not be retried.
     """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+    with locked(conn):
         if create or schema_version(conn):
             migrate(conn)
         yield conn
@@ -199,16 +222,151 @@ def write_transaction(
 @contextmanager
 def locked(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
     """One transaction serialised with every other writer, on a store known to be current
-    (see `ensure_current`)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        yield conn
+    (see `ensure_current`); CommitInDoubt when the connection breaks during the COMMIT."""
+    committing = False
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            yield conn
+            committing = True
+    except psycopg.OperationalError as exc:
+        if committing and conn.broken:
+            raise CommitInDoubt(str(exc)) from exc
+        raise
 
 
+_ACCESS_QUERY = f"""
+SELECT current_user, current_database(),
+       has_database_privilege(current_database(), 'CREATE'),
+       n.oid IS NOT NULL,
+       pg_get_userbyid(n.nspowner),
+       coalesce(has_schema_privilege(n.oid, 'USAGE'), false),
+       coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
+       c.relname,
+       {", ".join(f"has_table_privilege(c.oid, '{p}')" for p in WRITE_PRIVILEGES)},
+       pg_has_role(c.relowner, 'USAGE')
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN pg_namespace n ON n.nspname = %(schema)s
+LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' AND c.relname = ANY(%(tables)s)
+ORDER BY c.relname
+"""
+
+
+@dataclass(frozen=True)
+class _StoreTable:
+    name: str
+    granted: tuple[bool, ...]  # WRITE_PRIVILEGES
+    owned: bool
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """What the connected user may do with the state store in this database."""
+
+    user: str
+    database: str
+    create_on_database: bool
+    schema_exists: bool
+    owner: str | None
+    usage: bool
+    create_in_schema: bool
+    tables: tuple[_StoreTable, ...]
+
+    def needs(self, conn: psycopg.Connection, creating: bool) -> list[Need]:
+        """What the user lacks to write the store (to create it, with `creating`)."""
+        who, where = ident(self.user), f"{self.database}.{SCHEMA}"
+        if not self.schema_exists:
+            if creating and not self.create_on_database:
+                return [
+                    Need(
+                        f"database {self.database}: CREATE (to create the schema {SCHEMA} that "
+                        "keeps the registration)",
+                        f"GRANT CREATE ON DATABASE {ident(self.database)} TO {who};",
+                    )
+                ]
+            return []
+        needs = []
+        if not self.usage:
+            needs.append(
+                Need(
+                    f"schema {where}: USAGE",
+                    f"GRANT USAGE ON SCHEMA {ident(SCHEMA)} TO {who};",
+                    self.database,
+                )
+            )
+        if creating and not self.tables and not self.create_in_schema:
+            needs.append(
+                Need(
+                    f"schema {where}: CREATE (to create the state store's tables)",
+                    f"GRANT CREATE ON SCHEMA {ident(SCHEMA)} TO {who};",
+                    self.database,
+                )
+            )
+        for table in self.tables:
+            lacking = [p for p, ok in zip(WRITE_PRIVILEGES, table.granted, strict=True) if not ok]
+            if lacking:
+                needs.append(
+                    Need(
+                        f"table {where}.{table.name}: {', '.join(lacking)}",
+                        f"GRANT {', '.join(lacking)} ON TABLE {ident(SCHEMA, table.name)} "
+                        f"TO {who};",
+                        self.database,
+                    )
+                )
+        if self.tables and not needs and not all(t.owned for t in self.tables):
+            version = schema_version(conn)
+            if version < LATEST_VERSION:
+                needs.append(
+                    Need(
+                        f"schema {where}: the ownership of its tables (owner {self.owner}), to "
+                        f"upgrade the state store from version {version} to {LATEST_VERSION}",
+                        f"GRANT {ident(self.owner or SCHEMA)} TO {who};",
+                    )
+                )
+        return needs
+
+
+def store_access(conn: psycopg.Connection) -> StoreAccess:
+    rows = conn.execute(_ACCESS_QUERY, {"schema": SCHEMA, "tables": list(STORE_TABLES)}).fetchall()
+    user, database, create_db, exists, owner, usage, create_in_schema = rows[0][:7]
+    tables = tuple(
+        _StoreTable(row[7], tuple(row[8:-1]), row[-1]) for row in rows if row[7] is not None
+    )
+    return StoreAccess(user, database, create_db, exists, owner, usage, create_in_schema, tables)
+
+
+def missing_privileges(conn: psycopg.Connection, creating: bool) -> list[Need]:
+    """What the connected user lacks to write the store here (to create it, with
+    `creating`), each with its GRANT; nothing is written. Superusers lack nothing."""
+    return store_access(conn).needs(conn, creating)
+
+
+def check_writes(conn: psycopg.Connection, target: Target, doing: str) -> None:
+    """Refuse, before anything is written, a writer that lacks what the store needs."""
+    access = store_access(conn)
+    needs = access.needs(conn, creating=False)
+    if not needs:
+        return
+    raise PermissionDenied(
+        f"Missing PostgreSQL privileges to {doing}",
+        f"User {access.user!r} on {target.hostname}:{target.port} does not own the state store "
+        f"(schema {SCHEMA} in database {access.database!r}, owned by {access.owner!r}) and "
+        "lacks what writing it takes (USAGE on the schema; SELECT, INSERT, UPDATE, DELETE on "
+        "its tables):\n"
+        + "\n".join(f"- {n.line}" for n in needs)
+        + f"\n\nRun these statements in database {access.database!r} as {access.owner!r} or a "
+        "superuser, then apply again:\n" + "\n".join(n.grant for n in needs),
+        "42501",
+    )
+
+
+# Columns added by a later store version are read by name with their default, so a store that
+# an older provider version wrote (and no write has upgraded yet) still reads.
 _CONNECTION_COLUMNS = """c.connection_key, c.hostname, c.port, c.database_name,
     c.deployment_type, c.auth_method, c.username, c.server_version, c.superuser,
     c.on_missing_privileges, c.databases, c.skipped_object_count, c.registered_at,
-    c.object_sync, c.filters,
+    coalesce(to_jsonb(c) ->> 'object_sync', 'plan'),
+    coalesce(to_jsonb(c) -> 'filters', '{{}}'::jsonb),
     (SELECT count(*) FROM {s}.data_objects o WHERE o.connection_key = c.connection_key)"""
 
 
@@ -283,6 +441,33 @@ def object_keys(
         return set(cur)
 
 
+def governed(
+    conn: psycopg.Connection, key: str, objects: list[ObjectKey], schemas: list[tuple[str, str]]
+) -> tuple[set[ObjectKey], set[tuple[str, str]]]:
+    """Which of `objects` are registered, and which of `schemas` hold a registered object."""
+    with conn.cursor() as cur:
+        cur.execute(
+            _q(
+                "SELECT d.database_name, d.schema_name, d.object_name, d.object_type "
+                "FROM {s}.data_objects d JOIN unnest(%s::text[], %s::text[], %s::text[]) "
+                "AS w(db, sch, obj) ON (d.database_name, d.schema_name, d.object_name) "
+                "= (w.db, w.sch, w.obj) WHERE d.connection_key = %s"
+            ),
+            ([o[0] for o in objects], [o[1] for o in objects], [o[2] for o in objects], key),
+        )
+        found_objects = set(cur)
+        cur.execute(
+            _q(
+                "SELECT w.db, w.sch FROM unnest(%s::text[], %s::text[]) AS w(db, sch) "
+                "WHERE EXISTS (SELECT 1 FROM {s}.data_objects d WHERE d.connection_key = %s "
+                "AND d.database_name = w.db AND d.schema_name = w.sch)"
+            ),
+            ([s[0] for s in schemas], [s[1] for s in schemas], key),
+        )
+        found_schemas = set(cur)
+    return found_objects, found_schemas
+
+
 def sync_data_objects(
     conn: psycopg.Connection, key: str, objects: Iterable[CatalogObject]
 ) -> tuple[int, int]:
@@ -311,25 +496,34 @@ def sync_data_objects(
     return len(added), len(removed)
 
 
-def fingerprints(conn: psycopg.Connection, key: str) -> dict[str, str]:
+def fingerprints(conn: psycopg.Connection, key: str) -> dict[str, Fingerprint]:
+    if schema_version(conn) < 2:  # written before fingerprints were kept
+        return {}
     rows = conn.execute(
         _q(
-            "SELECT database_name, fingerprint FROM {s}.crawled_databases WHERE connection_key = %s"
+            "SELECT database_name, fingerprint, to_jsonb(d) ->> 'acl_fingerprint' "
+            "FROM {s}.crawled_databases d WHERE connection_key = %s"
         ),
         (key,),
     ).fetchall()
-    return dict(rows)
+    return {database: Fingerprint(catalog, acl) for database, catalog, acl in rows}
 
 
-def save_fingerprints(conn: psycopg.Connection, key: str, prints: dict[str, str]) -> None:
+def save_fingerprints(conn: psycopg.Connection, key: str, prints: dict[str, Fingerprint]) -> None:
     conn.execute(_q("DELETE FROM {s}.crawled_databases WHERE connection_key = %s"), (key,))
     if prints:
         conn.execute(
             _q(
-                "INSERT INTO {s}.crawled_databases (connection_key, database_name, fingerprint) "
-                "SELECT %s, db, fp FROM unnest(%s::text[], %s::text[]) AS t(db, fp)"
+                "INSERT INTO {s}.crawled_databases (connection_key, database_name, fingerprint, "
+                "acl_fingerprint) SELECT %s, db, fp, acl "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(db, fp, acl)"
             ),
-            (key, list(prints), list(prints.values())),
+            (
+                key,
+                list(prints),
+                [p.catalog for p in prints.values()],
+                [p.acl for p in prints.values()],
+            ),
         )
 
 
@@ -341,7 +535,7 @@ def delete_connection(conn: psycopg.Connection, key: str) -> bool:
         _q("DELETE FROM {s}.connections WHERE connection_key = %s"), (key,)
     ).rowcount
     remaining = one_row(conn.execute(_q("SELECT count(*) FROM {s}.connections")))[0]
-    if remaining == 0:
+    if remaining == 0 and _owns_tables(conn):
         conn.execute(
             sql.SQL("DROP TABLE {}").format(
                 sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in STORE_TABLES)
@@ -351,6 +545,19 @@ def delete_connection(conn: psycopg.Connection, key: str) -> bool:
         with suppress(DependentObjectsStillExist), conn.transaction():
             conn.execute(_q("DROP SCHEMA {s}"))
     return deleted > 0
+
+
+def _owns_tables(conn: psycopg.Connection) -> bool:
+    """Whether the user may drop the store's tables (another user's store stays, empty)."""
+    owned: bool | None = one_row(
+        conn.execute(
+            "SELECT bool_and(pg_has_role(c.relowner, 'USAGE')) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (SCHEMA, list(STORE_TABLES)),
+        )
+    )[0]
+    return bool(owned)
 
 
 # ------------------------------------------------------------------ user mappings
@@ -366,19 +573,23 @@ class MappingRow:
     aws_user_type: str | None
     aws_principal: str | None
     aws_principal_arn: str | None
+    postgres_block_written: bool = False  # the configuration had a `postgres` block
     managed_by: str | None = SINGLE_OWNER
 
 
 _MAPPING_COLUMNS = (
     "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
-    "aws_user_type, aws_principal, aws_principal_arn, managed_by"
+    "aws_user_type, aws_principal, aws_principal_arn, postgres_block_written, managed_by"
 )
 _COLUMN_NAMES = _MAPPING_COLUMNS.split(", ")
 _row_values = attrgetter(*_COLUMN_NAMES)  # a MappingRow as the tuple of its columns
-# Read by name, so a store not upgraded yet (before version 3) still reads: its mappings
-# were all written by immuta_user_mapping, and no connection had an exclusive owner.
+# Columns added after version 1 are read by name, so a store not upgraded yet still reads:
+# before version 3 no configuration's `postgres` block was recorded; before version 5 every
+# mapping was immuta_user_mapping's and no connection had an exclusive owner.
+_BLOCK_WRITTEN = "coalesce((to_jsonb(m) ->> 'postgres_block_written')::boolean, false)"
 _MANAGED_BY = f"coalesce(to_jsonb(m) ->> 'managed_by', '{SINGLE_OWNER}')"
 _MAPPINGS_OWNER = "to_jsonb(c) ->> 'mappings_owner'"
+_READ_COLUMNS = ", ".join([*("m." + c for c in _COLUMN_NAMES[:-2]), _BLOCK_WRITTEN, _MANAGED_BY])
 
 
 @dataclass(frozen=True)
@@ -390,8 +601,7 @@ class MappingLookup:
 
 
 _MAPPING_LOOKUP = f"""
-SELECT c.deployment_type, {_MAPPINGS_OWNER},
-       {", ".join("m." + c for c in _COLUMN_NAMES[:-1])}, {_MANAGED_BY},
+SELECT c.deployment_type, {_MAPPINGS_OWNER}, {_READ_COLUMNS},
        ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
              %(wanted)s,
              CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
@@ -422,28 +632,19 @@ def look_up_mapping(
     )
 
 
-def is_current(conn: psycopg.Connection, known_current: set[Any]) -> bool:
-    """Whether the store is at LATEST_VERSION (remembered in `known_current`, as below)."""
-    where = (conn.info.host, conn.info.port, conn.info.dbname)
-    if where in known_current:
-        return True
-    if schema_version(conn) == LATEST_VERSION:
-        known_current.add(where)
-        return True
-    return False
-
-
 def ensure_current(
-    conn: psycopg.Connection, known_current: set[Any] | None = None, create: bool = True
+    conn: psycopg.Connection,
+    target: Target,
+    known_current: set[Target],
+    create: bool = True,
 ) -> bool:
     """Migrate the store when an older provider version created it, or create it (unless
     not `create`); whether there is a store now.
 
-    `known_current` holds the Immuta databases a process already checked (host, port,
-    database): the one of `conn` is added to it, and not checked again.
+    `known_current` holds the Immuta databases a process already checked: `target` (the
+    database of `conn`) is added to it, and not checked again.
     """
-    where = (conn.info.host, conn.info.port, conn.info.dbname)
-    if known_current is not None and where in known_current:
+    if target in known_current:
         return True
     version = schema_version(conn)
     if version == 0 and not create:
@@ -451,8 +652,7 @@ def ensure_current(
     if version != LATEST_VERSION:
         with write_transaction(conn):
             pass
-    if known_current is not None:
-        known_current.add(where)
+    known_current.add(target)
     return True
 
 
@@ -518,20 +718,12 @@ def read_mappings(
     key: str,
     users: Iterable[str] | None,
     role_names: Iterable[str] | None = None,
-    current: bool = True,
 ) -> MappingSetView:
     """The connection, its mappings of `users` (None: every one) and the roles matching
-    `role_names` in any case (None: the names the mappings point at): one round trip.
-
-    Not `current`: the store is older than this provider (and a read does not upgrade it):
-    before version 3, every mapping was immuta_user_mapping's and no connection had an
-    exclusive owner.
+    `role_names` in any case (None: the names the mappings point at): one round trip. A
+    store an older provider wrote reads too (a read does not upgrade it): see _READ_COLUMNS.
     """
     chosen = "m.connection_key = %(key)s AND (%(all)s OR m.immuta_user = ANY(%(users)s))"
-    columns = (
-        _MAPPING_COLUMNS if current else _MAPPING_COLUMNS.replace("managed_by", f"'{SINGLE_OWNER}'")
-    )
-    exclusive_owner = "c.mappings_owner" if current else "NULL"
     if role_names is None:
         wanted = f"(SELECT {_ROLE_OF_ROW} FROM {{s}}.user_mappings m WHERE {chosen})"
     else:
@@ -546,13 +738,13 @@ def read_mappings(
         with conn.pipeline():
             connection = conn.execute(
                 _q(
-                    f"SELECT c.deployment_type, {exclusive_owner} FROM {{s}}.connections c "
+                    f"SELECT c.deployment_type, {_MAPPINGS_OWNER} FROM {{s}}.connections c "
                     "WHERE c.connection_key = %(key)s"
                 ),
                 params,
             )
             mappings = conn.execute(
-                _q(f"SELECT {columns} FROM {{s}}.user_mappings m WHERE {chosen}"), params
+                _q(f"SELECT {_READ_COLUMNS} FROM {{s}}.user_mappings m WHERE {chosen}"), params
             )
             roles = conn.execute(
                 _q(

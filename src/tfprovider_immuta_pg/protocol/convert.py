@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..framework.capabilities import ClientCapabilities
 from ..framework.diagnostics import ERROR, Diagnostic, Key, Path
 from ..framework.provider import Function
 from ..framework.schema import (
@@ -146,3 +147,11 @@ def value_from_proto(dynamic: pb.DynamicValue, ty: CtyType) -> Any:
 
 def value_to_proto(value: Any, ty: CtyType) -> pb.DynamicValue:
     return pb.DynamicValue(msgpack=encode_msgpack(value, ty))
+
+
+def client_from_proto(capabilities: pb.ClientCapabilities) -> ClientCapabilities:
+    """A request's client capabilities (an absent message reads as all false, as it means)."""
+    return ClientCapabilities(
+        deferral_allowed=capabilities.deferral_allowed,
+        write_only_attributes_allowed=capabilities.write_only_attributes_allowed,
+    )

@@ -49,13 +49,20 @@ def check_protocol_versions() -> None:
         sys.exit(1)
 
 
-def private_folder() -> str:
-    """A fresh folder only this user can enter, as go-plugin makes for its socket.
+SOCKET_NAME = "plugin.sock"
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 
-    Not `tempfile.mkdtemp`: importing tempfile would lengthen every start-up
-    (docs/performance.md, "Figures behind the code").
+
+class SocketFolderError(Exception):
+    """The plugin cannot listen where go-plugin asks it to; the message is for the user."""
+
+
+def private_folder(base: str) -> str:
+    """A fresh folder under `base` only this user can enter, as go-plugin makes for its socket.
+
+    Not `tempfile.mkdtemp`, whose import would lengthen start-up (docs/performance.md,
+    "Figures behind the code").
     """
-    base = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or os.environ.get("TMPDIR") or "/tmp"
     while True:
         path = os.path.join(base, "plugin" + os.urandom(6).hex())
         try:
@@ -64,6 +71,46 @@ def private_folder() -> str:
             continue
         os.chmod(path, 0o700)  # whatever the umask
         return path
+
+
+def listen_in_private_folder() -> tuple[str, str, socket.socket]:
+    """(folder, socket path, listening socket) under PLUGIN_UNIX_SOCKET_DIR, TMPDIR or /tmp.
+
+    SocketFolderError when that cannot be done; nothing is left behind then.
+    """
+    for variable in ("PLUGIN_UNIX_SOCKET_DIR", "TMPDIR"):
+        if os.environ.get(variable):  # empty is unset, as for go-plugin
+            base, where = os.environ[variable], f"{variable}={os.environ[variable]}"
+            break
+    else:
+        base = where = "/tmp"
+    base = os.path.abspath(base)  # the handshake line must name an absolute path
+    longest = os.path.join(base, "plugin" + "0" * 12, SOCKET_NAME)
+    if len(os.fsencode(longest)) > UNIX_PATH_MAX:
+        raise SocketFolderError(
+            f"{where} is too long: a socket under it would have a "
+            f"{len(os.fsencode(longest))}-byte path, and a unix socket allows {UNIX_PATH_MAX}; "
+            "set PLUGIN_UNIX_SOCKET_DIR to a shorter folder"
+        )
+    try:
+        folder = private_folder(base)
+    except OSError as exc:
+        raise SocketFolderError(
+            f"cannot make the socket folder under {where}: {exc.strerror}; set "
+            "PLUGIN_UNIX_SOCKET_DIR to an existing folder this user can write to"
+        ) from None
+    path = os.path.join(folder, SOCKET_NAME)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(64)
+    except OSError as exc:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.rmdir(folder)
+        raise SocketFolderError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    return folder, path, listener
 
 
 # Each call runs in one of three thread pools ("lanes"), or inline on the server's loop when
@@ -257,16 +304,12 @@ class PluginServer:
 
             self.expected_client_der = client_certificate_der(client_cert_pem)
             self.certificate = generate_certificate()
+        self.socket_dir, self.socket_path, self.listener = listen_in_private_folder()
         self.shutdown_requested = ShutdownLatch()
-        self.socket_dir = private_folder()
-        self.socket_path = os.path.join(self.socket_dir, "plugin.sock")
         self.lanes: Lanes | None = None  # made in start(), after the handshake line
         self.provider_factory = provider_factory
         self.provider_service: ProviderService | None = None
         self.provider = DeferredProvider(self._load_provider)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.socket_path)
-        self.listener.listen(64)
         self.server: GrpcServer | None = None
         self._routes: dict[str, Route] = {}
 
@@ -341,7 +384,8 @@ def serve(provider_factory: Callable[[], Provider]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         server = PluginServer(provider_factory, os.environ.get("PLUGIN_CLIENT_CERT", ""))
-    except ValueError as exc:  # a damaged PLUGIN_CLIENT_CERT: never fall back to plaintext
+    except (ValueError, SocketFolderError) as exc:  # a damaged PLUGIN_CLIENT_CERT (never
+        # fall back to plaintext) or a socket folder that cannot be: one line, nothing left
         sys.stderr.write(f"terraform-provider-immuta: {exc}\n")
         sys.exit(1)
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown_requested.set())

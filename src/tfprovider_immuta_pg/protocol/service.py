@@ -20,6 +20,7 @@ from ..framework.versions import refuse_older
 from . import logs
 from .codec import CodecError, json_to_value
 from .convert import (
+    client_from_proto,
     diagnostics_to_proto,
     function_to_proto,
     is_null,
@@ -94,7 +95,7 @@ class ProviderService:
     def _validation(
         self,
         operation: str,
-        owner: Callable[[], Provider | Resource[Any] | DataSource],
+        owner: Callable[[], Provider | DataSource],
         raw: pb.DynamicValue,
     ) -> list[pb.Diagnostic]:
         """The diagnostics of validating `raw` against the schema of whatever `owner` finds."""
@@ -152,20 +153,34 @@ class ProviderService:
             type_name, resource.minimum_terraform, self.terraform_version, diags
         )
 
-    def _context(self, diags: Diagnostics, private: bytes = b"", config: Any = None) -> Context:
-        return Context(
+    def _context(
+        self,
+        diags: Diagnostics,
+        private: bytes = b"",
+        config: Any = None,
+        capabilities: pb.ClientCapabilities | None = None,
+    ) -> Context:
+        """`capabilities`: the request's client capabilities, for requests that have them."""
+        context = Context(
             diags=diags, private=private, config=config, stop=self.stop_signal, log=logs.log
         )
+        if capabilities is not None:
+            context.client = client_from_proto(capabilities)
+        return context
 
     def ValidateResourceConfig(
         self, request: pb.ValidateResourceConfig.Request, context: object
     ) -> pb.ValidateResourceConfig.Response:
-        diagnostics = self._validation(
-            f"validation of {request.type_name}",
-            lambda: self._resource(request.type_name),
-            request.config,
-        )
-        return pb.ValidateResourceConfig.Response(diagnostics=diagnostics)
+        diags = Diagnostics()
+
+        def body() -> None:
+            resource = self._resource(request.type_name)
+            config = value_from_proto(request.config, resource.schema.value_type)
+            client = client_from_proto(request.client_capabilities)
+            lifecycle.validate_resource(resource, config, client, diags)
+
+        self._guarded(f"validation of {request.type_name}", diags, body)
+        return pb.ValidateResourceConfig.Response(diagnostics=diagnostics_to_proto(diags))
 
     def UpgradeResourceState(
         self, request: pb.UpgradeResourceState.Request, context: object
@@ -203,7 +218,8 @@ class ProviderService:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
             state = value_from_proto(request.current_state, ty)
-            read = lifecycle.read(resource, state, self._context(diags, request.private))
+            ctx = self._context(diags, request.private, capabilities=request.client_capabilities)
+            read = lifecycle.read(resource, state, ctx)
             return pb.ReadResource.Response(
                 new_state=value_to_proto(read.state, ty), private=read.private
             )
@@ -236,7 +252,7 @@ class ProviderService:
                 # a value as large as the prior state would cost as much as that one.
                 None if is_null(request.proposed_new_state) else lifecycle.PROPOSED,
                 config,
-                self._context(diags, request.prior_private, config),
+                self._context(diags, request.prior_private, config, request.client_capabilities),
             )
             response.planned_state.CopyFrom(value_to_proto(planned.state, ty))
             response.requires_replace.extend(path_to_proto(p) for p in planned.requires_replace)
@@ -284,7 +300,8 @@ class ProviderService:
         def body() -> None:
             resource = self._resource(request.type_name)
             ty = resource.schema.value_type
-            outcome = lifecycle.import_state(resource, request.id, self._context(diags))
+            ctx = self._context(diags, capabilities=request.client_capabilities)
+            outcome = lifecycle.import_state(resource, request.id, ctx)
             imported.append(
                 pb.ImportResourceState.ImportedResource(
                     type_name=request.type_name,
@@ -336,7 +353,8 @@ class ProviderService:
             source = self._data_source(request.type_name)
             ty = source.schema.value_type
             config = value_from_proto(request.config, ty)
-            state = lifecycle.read_data_source(source, config, self._context(diags, config=config))
+            ctx = self._context(diags, config=config, capabilities=request.client_capabilities)
+            state = lifecycle.read_data_source(source, config, ctx)
             return value_to_proto(state, ty)
 
         state = self._guarded(f"read of data source {request.type_name}", diags, body)

@@ -33,6 +33,9 @@ INFINITY: Point = (1, 1, 0)
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 OID_PRIME256V1 = "1.2.840.10045.3.1.7"
 OID_ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
+# The certificate lives as long as its process; no plugin run comes near ten years, and a
+# clock stepped by hours either way still finds it valid.
+CERTIFICATE_LIFETIME = 10 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,12 @@ def _name(*attributes: tuple[str, str]) -> bytes:
     return _seq(*(_tlv(0x31, _seq(_oid(oid), _tlv(0x0C, v.encode()))) for oid, v in attributes))
 
 
-def _utc_time(epoch: float) -> bytes:  # UTCTime: RFC 5280 requires it up to 2049
-    return _tlv(0x17, time.strftime("%y%m%d%H%M%SZ", time.gmtime(epoch)).encode())
+def _x509_time(epoch: float) -> bytes:
+    """RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050."""
+    moment = time.gmtime(epoch)
+    if moment.tm_year < 2050:
+        return _tlv(0x17, time.strftime("%y%m%d%H%M%SZ", moment).encode())
+    return _tlv(0x18, time.strftime("%Y%m%d%H%M%SZ", moment).encode())
 
 
 def _extension(oid: str, value: bytes, critical: bool = False) -> bytes:
@@ -171,7 +178,7 @@ def generate_certificate() -> ServerCertificate:
         _int(secrets.randbelow(2**128 - 1) + 1),  # serial: 16 random bytes, positive
         signature_algorithm,
         name,  # issuer
-        _seq(_utc_time(now - 30), _utc_time(now + 24 * 3600)),
+        _seq(_x509_time(now - 3600), _x509_time(now + CERTIFICATE_LIFETIME)),
         name,  # subject
         _seq(ec_algorithm, _bits(public_point)),
         _tlv(
@@ -227,8 +234,11 @@ def server_context(certificate: ServerCertificate, client_pem: str) -> ssl.SSLCo
     import ssl  # loaded by the server thread, after the handshake line (it is not cheap)
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_RENEGOTIATION  # go never renegotiates; nor may anyone else
+    # TLS 1.3 only, without tickets: no session outlives its connection (a TLS 1.2 server
+    # would still resume from its session cache), and go-plugin's client speaks 1.3.
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.num_tickets = 0
+    context.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=client_pem)
     context.set_alpn_protocols(["h2"])  # grpc-go refuses a TLS server without ALPN h2

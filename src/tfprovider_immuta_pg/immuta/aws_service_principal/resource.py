@@ -39,6 +39,17 @@ class ServicePrincipalResource(AccessResource[ServicePrincipalState]):
         external_id = config.get("external_id")
         if isinstance(external_id, str):
             register(external_id)
+        role, db_username = config.get("role_name"), config.get("db_username")
+        if isinstance(role, str) and isinstance(db_username, str) and db_username != role:
+            diags.error(
+                "db_username must be the role name",
+                f'db_username = "{db_username}" but role_name = "{role}". Immuta logs in to '
+                "PostgreSQL with the IAM role name as its username, so the rds-db:connect "
+                f'policy and the rds_iam grant must be for the database user "{role}": with '
+                "any other db_username, Immuta could not log in. Remove db_username (it "
+                "defaults to role_name) or set it to role_name.",
+                ("db_username",),
+            )
 
     def modify_plan(
         self,
@@ -58,8 +69,9 @@ class ServicePrincipalResource(AccessResource[ServicePrincipalState]):
                 if problem:
                     ctx.diags.error(
                         "Role name is not a usable database username",
-                        f"db_username defaults to role_name. {problem} Set db_username.",
-                        ("db_username",),
+                        f"Immuta logs in to PostgreSQL as the role name. {problem} Choose "
+                        "another role_name.",
+                        ("role_name",),
                     )
         if config.get("policy_name") is None:
             planned["policy_name"] = default_policy_name(role)

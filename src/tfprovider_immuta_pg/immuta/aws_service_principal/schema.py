@@ -41,9 +41,15 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
             "`rds_iam`.\n\n"
             "Use `role_arn` and the same external ID in a provider block with "
             '`auth_method = "aws_assumed_role"` (or give them to Immuta). The Immuta username '
-            "is the IAM role name, so `db_username` defaults to `role_name`.\n\n"
+            "is the IAM role name, so `db_username` is `role_name` (a different value is "
+            "refused at plan: Immuta could not log in).\n\n"
             "**External ID.** `external_id` is write-only (Terraform 1.11 or later): it is "
-            "never stored in the plan or state. The provider keeps only a salted PBKDF2 hash "
+            "never stored in the plan or state. Terraform before 1.11 knows no write-only "
+            "arguments and would keep the value in the plan and the state, so the provider "
+            "refuses a configuration that sets it (at validation and again at plan, before "
+            "anything is created): this resource needs Terraform 1.11 or later. An import "
+            "works with any Terraform (before 1.11 with a warning), and the plan after it "
+            "then needs 1.11. The provider keeps only a salted PBKDF2 hash "
             "of it in the resource's private state. Changing the value rotates it in place "
             "(the plan shows `trust_policy` as known after apply); a trust policy whose "
             "external ID was changed outside Terraform shows "
@@ -63,10 +69,11 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
             "role itself (it may own objects; drop it yourself if nothing uses it), then "
             "detaches the policy, deletes it (with its old versions) and deletes the role. "
             "Anything already gone is skipped; an unreachable server stops the destroy with an "
-            "error (remove the resource from state if the server is gone for good). Changing "
-            "`db_username` revokes `rds_iam` from the previous user and grants it to the new "
-            "one; changing `hostname`, `port` or `database` grants on the new server and "
-            "leaves the old one as it is.\n\n"
+            "error (remove the resource from state if the server is gone for good). A state "
+            "whose `db_username` differs from `role_name` (written by an earlier version) is "
+            "corrected by the next apply: `rds_iam` is revoked from the previous user and "
+            "granted to the role name. Changing `hostname`, `port` or `database` grants on "
+            "the new server and leaves the old one as it is.\n\n"
             "**Import** by role name. The external ID cannot be read back from AWS, nor the "
             "PostgreSQL server from IAM: the first plan after an import is an in-place update "
             "that records `hostname`, `port` and `database` and rewrites the trust policy "
@@ -128,8 +135,10 @@ SERVICE_PRINCIPAL_SCHEMA = Schema(
             "db_username": Attribute(
                 STRING,
                 "PostgreSQL login role the principal connects as with IAM auth tokens "
-                "(case-sensitive, at most 63 bytes). Default: `role_name`, since Immuta logs "
-                "in with the IAM role name as username. Created with LOGIN when absent.",
+                "(case-sensitive, at most 63 bytes), created with LOGIN when absent. Always "
+                "`role_name`: Immuta logs in with the IAM role name as username, so a "
+                "different value is refused at plan. (A state written by an earlier version "
+                "with another value moves `rds_iam` to `role_name` on the next apply.)",
                 optional=True,
                 computed=True,
                 validators=[

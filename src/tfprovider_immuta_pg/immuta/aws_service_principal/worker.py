@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,7 @@ from .schema import DEFAULT_DATABASE, TYPE_NAME, ServicePrincipalState, default_
 RDS_IAM = "rds_iam"
 MAX_POLICY_VERSIONS = 5
 LOCK_KEY = "immuta_aws_service_principal"  # serialises GRANT/REVOKE/CREATE ROLE per server
+T = TypeVar("T")
 GRANT_HINT = (
     "The provider's PostgreSQL user needs CREATEROLE (to create the login role) and the "
     "ADMIN OPTION on rds_iam (on RDS and Aurora, the master user has both through "
@@ -633,16 +634,12 @@ class PrincipalWorker:
 
     # ------------------------------------------------------------------ PostgreSQL
 
-    @contextmanager
-    def _connection(self, target: Target) -> Iterator[psycopg.Connection]:
-        with self.access.connect(target, self.ctx) as conn:
-            yield conn
-
     def _check_server(self, target: Target) -> None:
-        with self._connection(target) as conn:
+        def look(conn: psycopg.Connection) -> bool:
             found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (RDS_IAM,))
-            exists = found.fetchone() is not None
-        if not exists:
+            return found.fetchone() is not None
+
+        if not self.access.run(target, self.ctx, look, f"looking for the role {RDS_IAM}"):
             raise ProviderError(
                 f"No {RDS_IAM} role on {target.hostname}:{target.port}",
                 f"Amazon RDS and Aurora PostgreSQL servers have a role {RDS_IAM!r}; its members "
@@ -667,24 +664,39 @@ class PrincipalWorker:
         return (False, None) if row is None else (bool(row[1]), bool(row[0]))
 
     def _is_granted(self, target: Target, username: str) -> bool:
-        with self._connection(target) as conn:
+        def look(conn: psycopg.Connection) -> bool:
             return self._membership(conn, username)[0]
+
+        return self.access.run(target, self.ctx, look, f"reading the roles of {username!r}")
+
+    def _in_transaction(
+        self, target: Target, username: str, work: Callable[[psycopg.Connection], T]
+    ) -> T:
+        """`work` in one transaction under the provider's lock on rds_iam memberships;
+        PostgreSQL's refusal names the statement and what the provider's user needs."""
+
+        def locked(conn: psycopg.Connection) -> T:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
+                return work(conn)
+
+        return self.access.run(
+            target, self.ctx, locked, f"changing the {RDS_IAM} membership of {username!r}"
+        )
 
     def _grant(self, target: Target, username: str) -> None:
         user = sql.Identifier(username)
-        statement = ""
-        try:
-            with self._connection(target) as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
-                member, can_login = self._membership(conn, username)
-                if can_login is None:
-                    statement = f"CREATE ROLE {user.as_string(conn)} LOGIN"
-                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(user))
-                if not member:
-                    statement = f"GRANT {RDS_IAM} TO {user.as_string(conn)}"
-                    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(RDS_IAM), user))
-        except psycopg.Error as exc:
-            raise postgres_error(exc, target, statement, GRANT_HINT) from None
+
+        def grant(conn: psycopg.Connection) -> bool | None:
+            member, can_login = self._membership(conn, username)
+            if can_login is None:
+                self._execute(conn, target, sql.SQL("CREATE ROLE {} LOGIN").format(user))
+            if not member:
+                statement = sql.SQL("GRANT {} TO {}").format(sql.Identifier(RDS_IAM), user)
+                self._execute(conn, target, statement)
+            return can_login
+
+        can_login = self._in_transaction(target, username, grant)
         if can_login is False:
             self.ctx.diags.warning(
                 f"PostgreSQL role {username!r} cannot log in",
@@ -695,28 +707,34 @@ class PrincipalWorker:
             )
 
     def _revoke(self, target: Target, username: str) -> None:
-        statement = f"REVOKE {RDS_IAM} FROM {username}"
-        try:
-            with self._connection(target) as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
-                member, _ = self._membership(conn, username)
-                if not member:
-                    return  # the role is gone or was never granted: nothing to do
-                conn.execute(
-                    sql.SQL("REVOKE {} FROM {}").format(
-                        sql.Identifier(RDS_IAM), sql.Identifier(username)
-                    )
-                )
-                still, _ = self._membership(conn, username)
-        except psycopg.Error as exc:
-            raise postgres_error(exc, target, statement, GRANT_HINT) from None
-        if still:
+        def revoke(conn: psycopg.Connection) -> bool:
+            member, _ = self._membership(conn, username)
+            if not member:
+                return False  # the role is gone or was never granted: nothing to do
+            statement = sql.SQL("REVOKE {} FROM {}").format(
+                sql.Identifier(RDS_IAM), sql.Identifier(username)
+            )
+            self._execute(conn, target, statement)
+            return self._membership(conn, username)[0]
+
+        if self._in_transaction(target, username, revoke):
             self.ctx.diags.warning(
                 f"{username!r} is still a member of {RDS_IAM}",
                 f"On {target.hostname}:{target.port} another role granted {RDS_IAM} to "
                 f"{username!r}; PostgreSQL revokes only grants made by the revoking role. Run "
                 f"REVOKE {RDS_IAM} FROM ... GRANTED BY <grantor> as that role.",
             )
+
+    def _execute(self, conn: psycopg.Connection, target: Target, statement: sql.Composed) -> None:
+        """Run `statement`; a refusal names it and what the provider's user needs."""
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            if not exc.sqlstate or exc.sqlstate[:2] in ("40", "55", "57"):
+                raise  # the pool's diagnostics, and its retries, for these
+            text = statement.as_string(conn)
+            user = conn.info.user
+            raise postgres_error(exc, target, user, f"running {text}", GRANT_HINT) from None
 
 
 def _recorded_server(state: ServicePrincipalState) -> Target | None:

@@ -50,7 +50,33 @@ CONNECTION_SCHEMA = Schema(
         description="Registers a PostgreSQL 16 or 17 server as a governed Immuta connection: "
         "checks the server version and the registering user's privileges, crawls every "
         "supported object, and records the registration in the `immuta` schema of the "
-        "dedicated Immuta database.",
+        "dedicated Immuta database.\n\n"
+        "**Privileges.** The registering user is a superuser, or holds what Immuta documents "
+        "(CREATEROLE; CONNECT, USAGE, SELECT, INSERT, UPDATE, DELETE, TRUNCATE WITH GRANT "
+        "OPTION on what it protects) and what keeping the registration takes: CREATE on the "
+        "Immuta database (or the ownership of its schema `immuta`, once created). Create "
+        "checks them all before writing anything and lists what is missing with the GRANT "
+        'statements that fix it; `on_missing_privileges = "skip"` cannot waive CREATEROLE '
+        "or the Immuta database's privileges.\n\n"
+        "**Crawl.** Every database that accepts connections is crawled, except the Immuta "
+        "database and templates; partitions are registered as tables beside their "
+        "partitioned table.\n\n"
+        "**Refresh** warns, without planning a change, when the server version changed, when "
+        "the user lost superuser, CREATEROLE or CONNECT WITH GRANT OPTION, and when it lost "
+        "USAGE or a table privilege (WITH GRANT OPTION) on a governed schema or object: the "
+        "warning names a few and counts the rest. That costs nothing while nothing changed "
+        "(a digest of each database's privileges is compared with the one taken at the last "
+        "crawl); after a change, the server lists only what the user lacks. A registration "
+        "crawled by an earlier provider (state store version 2 or older) gets this check "
+        "after its next apply. A registration gone (its row, or the whole Immuta database) "
+        "is removed from state, so the next plan creates it again; apply then fails clearly "
+        "while the Immuta database does not exist.\n\n"
+        "**Failures.** Every refusal of PostgreSQL is reported with the server, the database "
+        "and the fix. Transient ones (serialization failure, deadlock, lock timeout, the "
+        "session ended by an administrator, no free connection slot, a pooled connection "
+        "found broken) are retried: the whole transaction again, at most 6 attempts within "
+        "30 s, waiting 0.25 s and then twice as long each time, stopped at once by an "
+        "interrupt.",
         attributes={
             "display_name": Attribute(
                 STRING,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -15,12 +17,24 @@ from .. import inspector, store
 from ..access import Access
 from ..errors import DatabaseMissing
 from ..ids import ConnectionId, parse_import_id
-from ..inspector import Filters, MissingPrivileges, ServerFacts
+from ..inspector import Filters, Fingerprint, MissingPrivileges, ServerFacts
 from ..pg import Target
 from ..survey import Survey, crawl, inspect
 from .schema import SYNC_OFF, SYNCED, ConnectionState
 
 MAX_LISTED = 200
+MAX_LOST_LISTED = 10  # a refresh warning names this many objects, then counts the rest
+
+
+@dataclass(frozen=True)
+class _Registration:
+    """What a refresh reads from the Immuta database, in one round of queries."""
+
+    row: store.ConnectionRow
+    facts: ServerFacts
+    lost_connect: list[str]
+    fingerprints: dict[str, Fingerprint]  # at the last crawl
+    databases: list[str]  # the databases the connection would govern now
 
 
 class ConnectionWorker:
@@ -32,20 +46,27 @@ class ConnectionWorker:
 
     def create(self, planned: dict[str, Any]) -> ConnectionState:
         target = _target(planned)
+        with _about_the_immuta_database():
+            return self._register(target, planned)
+
+    def _register(self, target: Target, planned: dict[str, Any]) -> ConnectionState:
         survey = self.survey(target, planned)
         key = planned["display_name"]
         self.ctx.check_stop()
-        with self.access.connect(target, self.ctx) as conn:
+
+        def register(conn: psycopg.Connection) -> store.ConnectionRow:
             try:
                 with store.write_transaction(conn):
                     store.insert_connection(conn, self._row(planned, survey))
                     self._write_catalog(conn, key, survey)
-                    row = _written(conn, key)
+                    return _written(conn, key)
             except store.DuplicateConnection as dup:
                 raise _duplicate_error(key, target, dup.existing) from None
             except psycopg.errors.UniqueViolation:
                 existing = store.find_connection_any_case(conn, key)
                 raise _duplicate_error(key, target, existing.__dict__ if existing else {}) from None
+
+        row = self.access.run(target, self.ctx, register, f"registering connection {key!r}")
         return state_from(row)
 
     def update(self, prior: ConnectionState, planned: dict[str, Any]) -> ConnectionState:
@@ -53,16 +74,21 @@ class ConnectionWorker:
         survey = self.survey(new, planned)
         key = planned["display_name"]
         self.ctx.check_stop()
-        with self.access.connect(new, self.ctx) as conn, store.write_transaction(conn):
-            moved = store.get_connection(conn, key) is None
-            if moved:
-                store.insert_connection(conn, self._row(planned, survey))
-            else:
-                values = self._row(planned, survey)
-                del values["connection_key"]
-                store.update_connection(conn, key, values)
-            self._write_catalog(conn, key, survey)
-            row = _written(conn, key)
+
+        def register_again(conn: psycopg.Connection) -> tuple[store.ConnectionRow, bool]:
+            with store.write_transaction(conn):
+                moved = store.get_connection(conn, key) is None
+                if moved:
+                    store.insert_connection(conn, self._row(planned, survey))
+                else:
+                    values = self._row(planned, survey)
+                    del values["connection_key"]
+                    store.update_connection(conn, key, values)
+                self._write_catalog(conn, key, survey)
+                return _written(conn, key), moved
+
+        doing = f"updating connection {key!r}"
+        row, moved = self.access.run(new, self.ctx, register_again, doing)
         if moved and old != new:
             self._remove_old_registration(old, key)
         return state_from(row)
@@ -74,11 +100,7 @@ class ConnectionWorker:
 
     def _remove_old_registration(self, old: Target, key: str) -> None:
         try:
-            with (
-                self.access.connect(old, self.ctx) as conn,
-                store.write_transaction(conn, create=False),
-            ):
-                store.delete_connection(conn, key)
+            self._unregister(old, key)
         except ProviderError as exc:
             self.ctx.diags.warning(
                 "Old registration not removed",
@@ -108,9 +130,20 @@ class ConnectionWorker:
             ),
         }
 
+    def _unregister(self, target: Target, key: str) -> None:
+        """Remove the registration (its data objects and mappings with it), if it is there."""
+
+        def remove(conn: psycopg.Connection) -> None:
+            store.check_writes(conn, target, f"remove connection {key!r}")
+            with store.write_transaction(conn, create=False):
+                store.delete_connection(conn, key)
+
+        self.access.run(target, self.ctx, remove, f"removing connection {key!r}")
+
     def survey(self, target: Target, planned: dict[str, Any]) -> Survey:
         """Look at the server; raise when it cannot be registered as `planned` asks."""
-        survey = inspect(self.access, self.ctx, target, filters_of(planned))
+        with _about_the_immuta_database():
+            survey = inspect(self.access, self.ctx, target, filters_of(planned))
         facts = survey.facts
         if not facts.supported:
             raise ProviderError(
@@ -139,7 +172,7 @@ class ConnectionWorker:
         lines = _clip(missing.lines())
         grants = _clip(missing.grants())
         name = planned["display_name"]
-        if planned["on_missing_privileges"] == "skip" and missing.createrole:
+        if planned["on_missing_privileges"] == "skip" and missing.createrole and not missing.store:
             self.ctx.diags.warning(
                 f"Connection {name!r}: {survey.skipped} objects skipped for missing privileges",
                 f"Registered {len(survey.objects)} objects in {len(survey.databases)} databases; "
@@ -151,18 +184,24 @@ class ConnectionWorker:
                 ("on_missing_privileges",),
             )
             return
-        extra = (
-            ""
-            if missing.createrole
-            else "\n\nCREATEROLE is needed for anything to be governed, so on_missing_privileges = "
-            '"skip" cannot help until it is granted.'
-        )
+        extra = ""
+        if not missing.createrole:
+            extra = (
+                "\n\nCREATEROLE is needed for anything to be governed, so "
+                'on_missing_privileges = "skip" cannot help until it is granted.'
+            )
+        elif missing.store:
+            extra = (
+                "\n\nThe registration is kept in the Immuta database, so its privileges are "
+                'needed whatever on_missing_privileges says ("skip" cannot help).'
+            )
         raise ProviderError(
             f"Missing PostgreSQL privileges to register connection {name!r}",
             f"User {missing.user!r} on {target.hostname}:{target.port} is not a superuser and "
             f"lacks {missing.count} of the privileges Immuta needs (CREATEROLE, and CONNECT, "
             "USAGE, SELECT, INSERT, UPDATE, DELETE, TRUNCATE WITH GRANT OPTION on what it "
-            "protects):\n"
+            "protects) and the registration needs (CREATE on the Immuta database, or the "
+            f"schema {store.SCHEMA} there and the privileges to write it):\n"
             + "\n".join(lines)
             + "\n\nRun these statements as a superuser or the objects' owners, then apply "
             "again:\n"
@@ -176,45 +215,90 @@ class ConnectionWorker:
     def read(self, state: ConnectionState) -> ConnectionState | None:
         target = _target(state)
         key = state["display_name"]
+
+        def look(conn: psycopg.Connection) -> _Registration | None:
+            row = store.get_connection(conn, key)
+            if row is None:
+                return None
+            facts = inspector.server_facts(conn)
+            filters = Filters.from_json(row.filters)
+            return _Registration(
+                row,
+                facts,
+                [] if facts.superuser else _lost_connect(conn, row.databases),
+                store.fingerprints(conn, key),
+                [
+                    d.name
+                    for d in inspector.databases_to_protect(conn, target.database)
+                    if filters.database(d.name)
+                ],
+            )
+
         try:
-            with self.access.connect(target, self.ctx) as conn:
-                row = store.get_connection(conn, key)
-                if row is None:
-                    return None
-                facts = inspector.server_facts(conn)
-                lost = [] if facts.superuser else _lost_connect(conn, row.databases)
-                stored_prints = store.fingerprints(conn, key)
+            found = self.access.run(target, self.ctx, look, f"reading connection {key!r}")
         except DatabaseMissing:
             return None  # the Immuta database is gone, and the registration with it
-        self._warn_changes(key, target, row, facts, lost)
-        status = SYNC_OFF
-        if row.object_sync == "plan":
-            status = self._sync_status(target, row, stored_prints)
-        return state_from(row, status)
+        if found is None:
+            return None
+        self._warn_changes(key, target, found.row, found.facts, found.lost_connect)
+        return state_from(found.row, self._check_catalogs(target, found))
 
-    def _sync_status(self, target: Target, row: store.ConnectionRow, stored: dict[str, str]) -> str:
-        """Objects added or dropped since the last crawl, found cheaply.
+    def _check_catalogs(self, target: Target, found: _Registration) -> str:
+        """Object sync and lost grants, found cheaply; the object_sync_status.
 
-        Each database's fingerprint is compared with the one saved at the last crawl;
-        only databases whose fingerprint differs (or that appeared or went) are crawled.
+        Each database's fingerprints are compared with those saved at the last crawl; only
+        databases whose catalog (object sync) or privileges (lost grants, for a user that
+        is not a superuser) changed are looked at closer.
         """
-        filters = Filters.from_json(row.filters)
-        with self.access.connect(target, self.ctx) as conn:
-            names = [
-                d.name
-                for d in inspector.databases_to_protect(conn, target.database)
-                if filters.database(d.name)
-            ]
-        current = crawl(self.access, self.ctx, target, names, catalog=False).fingerprints
-        changed = sorted(
-            {db for db, p in current.items() if stored.get(db) != p} | (set(stored) - set(current))
+        row = found.row
+        sync = row.object_sync == "plan"
+        watch_grants = not found.facts.superuser
+        quiet = SYNCED if sync else SYNC_OFF
+        if not (sync or watch_grants):
+            return quiet
+        names = found.databases if sync else [d for d in found.databases if d in row.databases]
+        current = crawl(self.access, self.ctx, target, names, read=None).fingerprints
+        stored = found.fingerprints
+        catalog_changed: list[str] = []
+        if sync:
+            was = {db: p.catalog for db, p in stored.items()}
+            catalog_changed = sorted(
+                {db for db, p in current.items() if was.get(db) != p.catalog}
+                | (set(stored) - set(current))
+            )
+        acl_changed = [
+            db
+            for db, p in sorted(current.items())
+            if watch_grants
+            and db in row.databases
+            and db in stored
+            and stored[db].acl is not None
+            and stored[db].acl != p.acl
+        ]
+        if acl_changed:
+            self._warn_lost_grants(row, target, found.facts.current_user, acl_changed)
+        if not catalog_changed:
+            return quiet
+        survey = inspect(
+            self.access,
+            self.ctx,
+            target,
+            Filters.from_json(row.filters),
+            catalog_changed,
+            writing=False,
         )
-        if not changed:
-            return SYNCED
-        survey = inspect(self.access, self.ctx, target, filters, only=changed)
+
+        def registered(conn: psycopg.Connection) -> set[store.ObjectKey]:
+            return store.object_keys(conn, row.connection_key, catalog_changed)
+
+        before = self.access.run(target, self.ctx, registered, "reading the registered objects")
+        return self._sync_status(row, survey, before)
+
+    def _sync_status(
+        self, row: store.ConnectionRow, survey: Survey, before: set[store.ObjectKey]
+    ) -> str:
+        """Objects added or dropped since the last crawl, in the databases surveyed again."""
         now = {(o.database, o.schema, o.name, o.object_type) for o in survey.objects}
-        with self.access.connect(target, self.ctx) as conn:
-            before = store.object_keys(conn, row.connection_key, changed)
         added, removed = sorted(now - before), sorted(before - now)
         if not added and not removed:
             return SYNCED
@@ -230,6 +314,53 @@ class ConnectionWorker:
             'object_sync = "off" to stop tracking.',
         )
         return status
+
+    def _warn_lost_grants(
+        self, row: store.ConnectionRow, target: Target, user: str, databases: list[str]
+    ) -> None:
+        """Warn when the user lost a privilege Immuta needs on what the connection governs.
+
+        Only the schemas and objects the user lacks something on travel (the server filters
+        them), then the store says which of those are registered.
+        """
+        lacking = crawl(self.access, self.ctx, target, databases, inspector.lacking_privileges)
+        objects = [o for c in lacking.catalogs for o in c.objects]
+        schemas = [(c.database, s) for c in lacking.catalogs for s in c.schemas_missing_usage]
+        if not objects and not schemas:
+            return
+
+        def look(conn: psycopg.Connection) -> tuple[set[store.ObjectKey], set[tuple[str, str]]]:
+            keys = [(o.database, o.schema, o.name, o.object_type) for o in objects]
+            return store.governed(conn, row.connection_key, keys, schemas)
+
+        governed, governed_schemas = self.access.run(
+            target, self.ctx, look, "reading the registered objects"
+        )
+        lost = MissingPrivileges(
+            user,
+            schemas=[s for s in schemas if s in governed_schemas],
+            objects=[
+                o for o in objects if (o.database, o.schema, o.name, o.object_type) in governed
+            ],
+        )
+        if not lost:
+            return
+        lines = lost.lines()
+        shown = lines[:MAX_LOST_LISTED]
+        more = len(lines) - len(shown)
+        count = len(lost.schemas) + len(lost.objects)
+        self.ctx.diags.warning(
+            f"Connection {row.connection_key!r}: user {user!r} lost privileges on {count} "
+            f"governed {'schema or object' if count == 1 else 'schemas and objects'}",
+            f"On {target.hostname}:{target.port}, user {user!r} no longer holds every "
+            "privilege Immuta needs (WITH GRANT OPTION) on what this connection governs, so "
+            "Immuta cannot enforce policies there:\n"
+            + "\n".join(shown)
+            + (f"\n... and {more} more" if more else "")
+            + "\n\nRestore them as a superuser or the objects' owners:\n"
+            + "\n".join(_clip(lost.grants()))
+            + '\n\nOr apply with on_missing_privileges = "skip" to stop governing them.',
+        )
 
     def _warn_changes(
         self,
@@ -261,19 +392,18 @@ class ConnectionWorker:
             )
 
     def delete(self, state: ConnectionState) -> None:
-        target = _target(state)
-        with (
-            suppress(DatabaseMissing),  # the Immuta database is gone, the registration with it
-            self.access.connect(target, self.ctx) as conn,
-            store.write_transaction(conn, create=False),
-        ):
-            store.delete_connection(conn, state["display_name"])
+        # A missing Immuta database took the registration with it.
+        with suppress(DatabaseMissing):
+            self._unregister(_target(state), state["display_name"])
 
     def import_state(self, import_id: str) -> ConnectionState:
         cid = parse_import_id(ConnectionId.parse, import_id)
         target = Target(cid.hostname, cid.port, cid.database)
-        with self.access.connect(target, self.ctx) as conn:
-            row = store.get_connection(conn, cid.display_name)
+
+        def look(conn: psycopg.Connection) -> store.ConnectionRow | None:
+            return store.get_connection(conn, cid.display_name)
+
+        row = self.access.run(target, self.ctx, look, f"importing connection {cid.display_name!r}")
         if row is None:
             raise ProviderError(
                 "Cannot import immuta_postgres_connection",
@@ -281,6 +411,16 @@ class ConnectionWorker:
                 "Check the display name (case matters) and the Immuta database.",
             )
         return state_from(row)
+
+
+@contextmanager
+def _about_the_immuta_database() -> Iterator[None]:
+    """A missing database here is the Immuta database: the error points at `database`."""
+    try:
+        yield
+    except DatabaseMissing as exc:
+        exc.path = ("database",)
+        raise
 
 
 def _written(conn: psycopg.Connection, key: str) -> store.ConnectionRow:

@@ -68,7 +68,8 @@ def read(access: Access, config: dict[str, Any], ctx: Context) -> DataObjectsSta
         "SELECT database_name, schema_name, object_name, object_type FROM {}.data_objects "
         "WHERE {} ORDER BY database_name, schema_name, object_name"
     ).format(sql.Identifier(store.SCHEMA), sql.SQL(" AND ").join(conditions))
-    with access.connect(target, ctx) as conn:
+
+    def look(conn: psycopg.Connection) -> list[tuple[str, str, str, str]]:
         if store.get_connection(conn, cid.display_name) is None:
             raise ProviderError(
                 f"Connection {cid.display_name!r} is not registered",
@@ -88,7 +89,9 @@ def read(access: Access, config: dict[str, Any], ctx: Context) -> DataObjectsSta
                     "[...] sets: ranges must run upwards, classes look like [[:alpha:]]).",
                     ("name_pattern",),
                 ) from None
-            rows = cur.fetchall()
+            return cur.fetchall()
+
+    rows = access.run(target, ctx, look, f"reading the objects of {cid.display_name!r}")
     prefix = cid.display_name + "."
     objects = [
         DataObject(database=d, schema=s, name=n, object_type=t, full_name=f"{prefix}{d}.{s}.{n}")

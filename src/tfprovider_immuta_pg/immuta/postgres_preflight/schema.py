@@ -18,7 +18,10 @@ PREFLIGHT_SCHEMA = Schema(
         description="Checks whether a PostgreSQL server can be registered, without registering "
         "anything: version, superuser, the privileges the registering user lacks (with the "
         "GRANT statements that fix them) and whether the Immuta database is dedicated. Use it "
-        "as a CI gate with a `check` block or a `postcondition` on `ready`.",
+        "as a CI gate with a `check` block or a `postcondition` on `ready`. The privileges "
+        "are Immuta's documented ones and those the registration needs in the Immuta "
+        "database (CREATE on it, or the ownership of its schema `immuta`), the same checks "
+        "`immuta_postgres_connection` runs before writing.",
         attributes={
             "hostname": shared_schema.hostname(),
             "port": shared_schema.port("PostgreSQL port, 1 to 65535. Default 5432."),
@@ -37,7 +40,9 @@ PREFLIGHT_SCHEMA = Schema(
                 BOOL, "Whether the provider's auth_method is allowed for deployment_type."
             ),
             "missing_privileges": computed(
-                List(STRING), "Every privilege the user lacks, one per line."
+                List(STRING),
+                "Every privilege the user lacks, one per line (those of the Immuta database "
+                "included).",
             ),
             "grant_statements": computed(
                 List(STRING), "SQL that grants what is missing (run as a superuser or owner)."

@@ -31,7 +31,18 @@ USER_MAPPING_SCHEMA = Schema(
         "username and/or an AWS principal. For many users of one connection, "
         "`immuta_user_mappings` holds them as one resource. Two resources never manage the "
         "same user: a mapping an `immuta_user_mappings` manages, or any mapping of a "
-        "connection an exclusive one owns, is refused here, naming that resource.",
+        "connection an exclusive one owns, is refused here, naming that resource.\n\n"
+        "**Import** by `id`. The default PostgreSQL mapping can be written two ways, without "
+        'a `postgres` block or as `postgres { mode = "unset" }`; the state store records '
+        "which one the configuration used, so the plan right after an import is empty. "
+        "Imported into a configuration that spells it the other way, the first plan is an "
+        "in-place update that only records the new spelling. "
+        "The mapping is written to the state store of the connection's Immuta database. A "
+        "provider whose user does not own that store (mappings applied with other credentials "
+        "than the registration) needs USAGE on the schema `immuta` and SELECT, INSERT, "
+        "UPDATE, DELETE on its tables; apply checks that first and names the GRANT statements "
+        "that are missing. A mapping whose connection or Immuta database was removed outside "
+        "Terraform is removed from state, so the next plan creates it again.",
         attributes={
             "connection_id": Attribute(
                 STRING,

@@ -6,6 +6,7 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 from psycopg.errors import UndefinedTable
 
 from ...framework.diagnostics import ProviderError
@@ -17,6 +18,7 @@ from ..ids import ConnectionId, MappingId, parse_import_id
 from ..mapping_rules import (
     SINGLE_OWNER,
     Wanted,
+    as_written,
     aws_changed,
     blocks_as_written,
     check_aws_allowed,
@@ -44,12 +46,22 @@ class MappingWorker:
 
     # ------------------------------------------------------------------ create / update
 
+    def _writable(self, conn: psycopg.Connection, target: Target, doing: str) -> None:
+        """Refuse a writer that lacks the store's privileges (checked once per process)."""
+        if target not in self.access.current_stores:
+            store.check_writes(conn, target, doing)
+
     def create(self, planned: dict[str, Any]) -> MappingState:
         cid, target = location(planned["connection_id"])
         user = planned["immuta_user"]
         wanted = Wanted.of(planned)
-        with self.access.connect(target, self.ctx) as conn:
-            found = store.look_up_mapping(conn, cid.display_name, user, wanted.role_name(user))
+        doing = f"write the mapping of {user!r} on connection {cid.display_name!r}"
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            self._writable(conn, target, doing)
+            return store.look_up_mapping(conn, cid.display_name, user, wanted.role_name(user))
+
+        found = self.access.run(target, self.ctx, look, f"looking up {user!r}")
         if found.deployment_type is None:
             raise not_registered(cid, target)
         check_aws_allowed(wanted.aws_user_type, found.deployment_type, cid)
@@ -64,17 +76,24 @@ class MappingWorker:
             wanted.aws_user_type,
             wanted.aws_principal,
             verified.aws_principal_arn,
-            SINGLE_OWNER,
+            postgres_block_written=planned.get("postgres") is not None,
+            managed_by=SINGLE_OWNER,
         )
         adopting = ADOPT in flags(self.ctx.private)
-        with self.access.connect(target, self.ctx) as conn:
-            store.ensure_current(conn, self.access.current_stores)
+
+        def save(conn: psycopg.Connection) -> str | None:
+            store.ensure_current(conn, target, self.access.current_stores)
             with store.locked(conn):
                 owners = store.owners(conn, cid.display_name, SINGLE_OWNER, [user])
                 if owners.deployment_type is None:
                     raise not_registered(cid, target)
                 self._refuse_others(owners, user, cid, adopting)
-                holder = store.save_mapping(conn, row)
+                try:
+                    return store.save_mapping(conn, row)
+                except psycopg.errors.ForeignKeyViolation:
+                    raise not_registered(cid, target) from None
+
+        holder = self.access.run(target, self.ctx, save, f"writing the mapping of {user!r}")
         if holder is not None:
             raise role_taken(wanted.aws_principal, holder, cid)
         self.ctx.private = with_flag(self.ctx.private, ADOPT, False)
@@ -103,8 +122,14 @@ class MappingWorker:
     def read(self, state: MappingState) -> MappingState | None:
         cid, target = location(state["connection_id"])
         user = state["immuta_user"]
-        with self.access.connect(target, self.ctx) as conn:
-            row = store.look_up_mapping(conn, cid.display_name, user)
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            return store.look_up_mapping(conn, cid.display_name, user)
+
+        try:
+            row = self.access.run(target, self.ctx, look, f"reading the mapping of {user!r}")
+        except DatabaseMissing:
+            return None  # the Immuta database is gone, and the registration with it
         if row.mapping is None:
             return None
         stored = row.mapping
@@ -143,17 +168,20 @@ class MappingWorker:
         cid, target = location(state["connection_id"])
         user = state["immuta_user"]
         adopting = ADOPT in flags(self.ctx.private)
-        with (
-            suppress(DatabaseMissing),  # the Immuta database is gone, the mapping with it
-            self.access.connect(target, self.ctx) as conn,
-        ):
-            if not store.ensure_current(conn, self.access.current_stores, create=False):
-                return  # no store: nothing to delete
-            other = None
+
+        def remove(conn: psycopg.Connection) -> str | None:
+            """Who else manages the mapping, when it was left in place."""
+            self._writable(conn, target, f"remove the mapping of {user!r}")
+            if not store.ensure_current(conn, target, self.access.current_stores, create=False):
+                return None  # no store: nothing to delete
             with suppress(UndefinedTable), store.locked(conn):  # the store dropped meanwhile
-                other = store.delete_mapping(
+                return store.delete_mapping(
                     conn, cid.display_name, user, None if adopting else SINGLE_OWNER
                 )
+            return None
+
+        with suppress(DatabaseMissing):  # the Immuta database is gone, the mapping with it
+            other = self.access.run(target, self.ctx, remove, f"removing the mapping of {user!r}")
             if other is not None:
                 self.ctx.diags.warning(
                     f"Mapping of {user!r} left in place",
@@ -166,8 +194,11 @@ class MappingWorker:
     def import_state(self, import_id: str) -> MappingState:
         mid = parse_import_id(MappingId.parse, import_id)
         target = Target(mid.connection.hostname, mid.connection.port, mid.connection.database)
-        with self.access.connect(target, self.ctx) as conn:
-            found = store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
+
+        def look(conn: psycopg.Connection) -> store.MappingLookup:
+            return store.look_up_mapping(conn, mid.connection.display_name, mid.immuta_user)
+
+        found = self.access.run(target, self.ctx, look, f"importing {mid.immuta_user!r}")
         if found.deployment_type is None:
             raise not_registered(mid.connection, target)
         if found.mapping is None:
@@ -179,8 +210,8 @@ class MappingWorker:
         # A mapping another resource manages, imported on purpose: the next apply takes it over.
         adopt = found.mapping.managed_by not in (None, SINGLE_OWNER) or bool(found.exclusive_owner)
         self.ctx.private = ADOPT if adopt else b""
-        values = {"connection_id": str(mid.connection), "immuta_user": mid.immuta_user}
-        return state_from(values, found.mapping, mid.connection)
+        written = {"connection_id": str(mid.connection), **as_written(found.mapping)}
+        return state_from(written, found.mapping, mid.connection)
 
     def deployment_type(self, connection_id: str) -> str | None:
         """For plan-time checks: the registered connection's deployment type, if known yet.
@@ -188,9 +219,12 @@ class MappingWorker:
         A server that cannot be reached at plan time is no error here: apply checks again.
         """
         cid, target = location(connection_id)
+
+        def look(conn: psycopg.Connection) -> str | None:
+            return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+
         try:
-            with self.access.connect(target, self.ctx) as conn:
-                return store.look_up_mapping(conn, cid.display_name, "").deployment_type
+            return self.access.run(target, self.ctx, look, "planning")
         except ProviderError:
             return None
 

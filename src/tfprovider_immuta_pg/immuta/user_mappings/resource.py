@@ -7,22 +7,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...framework.diagnostics import Diagnostics, Key, Path
+from ...framework.diagnostics import Diagnostics
 from ...framework.provider import Context
 from ...framework.values import UNKNOWN
 from ..base import AccessResource
 from ..mapping_rules import VERIFIED, known_before_apply, same_iam_role
-from .schema import MAPPINGS_SCHEMA, MappingsState, Private
+from .schema import MAPPINGS_SCHEMA, MappingsState, Private, entry_path
 
 if TYPE_CHECKING:
     from .worker import MappingsWorker
 
 # Terraform 1.0.0 to 1.0.8 crash on a map of nested objects (fixed in 1.0.9).
 MINIMUM_TERRAFORM = "1.0.9"
-
-
-def entry_path(user: str) -> Path:
-    return ("mappings", Key(user))
 
 
 class UserMappingsResource(AccessResource[MappingsState]):

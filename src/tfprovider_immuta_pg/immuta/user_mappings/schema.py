@@ -29,6 +29,11 @@ from ..mapping_rules import (
 )
 
 
+def entry_path(user: str) -> Path:
+    """An entry's attribute path: errors name the entry by its key."""
+    return ("mappings", Key(user))
+
+
 class UserNames:
     """The map's keys are Immuta usernames."""
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 
+import psycopg
 from psycopg.errors import UndefinedColumn, UndefinedTable
 
 from ...framework.diagnostics import ProviderError
@@ -28,6 +29,7 @@ from ..mapping_rules import (
     VERIFIED,
     Problems,
     Wanted,
+    as_written,
     aws_changed,
     aws_not_allowed,
     blocks_as_written,
@@ -43,8 +45,7 @@ from ..mapping_rules import (
     warn_missing_roles,
 )
 from ..pg import Target
-from .resource import entry_path
-from .schema import Entry, MappingsState, Private
+from .schema import Entry, MappingsState, Private, entry_path
 
 RESOURCE = "immuta_user_mappings"
 TAKEN_NAMED = 5  # a warning about mappings taken over by other resources names this many
@@ -136,7 +137,9 @@ class MappingsWorker:
         removed = [user for user in before if user not in desired]
 
         with self.access.connect(target, self.ctx) as conn:
-            store.ensure_current(conn, self.access.current_stores, create=False)  # it writes
+            if target not in self.access.current_stores:  # refused before anything is written
+                store.check_writes(conn, target, f"write the mappings of {key!r}")
+            store.ensure_current(conn, target, self.access.current_stores, create=False)
             view = store.read_mappings(
                 conn, key, [], [n for u, w in changed.items() if (n := w.role_name(u))]
             )
@@ -157,68 +160,75 @@ class MappingsWorker:
                 w.aws_user_type,
                 w.aws_principal,
                 verified[user].aws_principal_arn,
-                owner,
+                postgres_block_written=desired[user]["postgres"] is not None,
+                managed_by=owner,
             )
             for user, w in changed.items()
         ]
         self._same_role_twice(rows, desired, problems)
         problems.raise_any(self.ctx.diags)
 
-        with self.access.connect(target, self.ctx) as conn, store.locked(conn):
-            found = store.owners(
-                conn,
-                key,
-                owner,
-                [*changed, *removed, *(desired if private.adopt else ())],
-                every_user=exclusive,
-                arns=[
-                    r.aws_principal_arn
-                    for r in rows
-                    if r.aws_user_type == "iam_role" and r.aws_principal_arn
-                ],
-                writing=[*changed, *removed],
-            )
-            if found.deployment_type is None:
-                raise not_registered(cid, target)
-            adopted = set(before) if private.adopt else set()
-            kept = judge_owners(
-                found,
-                owner,
-                cid,
-                list(changed),
-                removed,
-                list(desired) if exclusive else None,
-                problems,
-                adopted,
-                adopting_connection=private.adopt,
-            )
-            for arn, holder in found.role_holders.items():
-                # One of ours: reported above; not ours, on an exclusive connection:
-                # deleted below.
-                if holder in desired or exclusive:
-                    continue
-                user = next(r.immuta_user for r in rows if r.aws_principal_arn == arn)
-                principal = desired[user]["aws"]["principal"]
-                problems.add_error(role_taken(principal, holder, cid, entry_path(user)))
-            problems.raise_any(self.ctx.diags)
-            store.replace_mappings(
-                conn,
-                key,
-                rows,
-                [user for user in removed if user not in kept],
-                desired if private.adopt else (),
-                owner,
-            )
-            if exclusive:
-                store.delete_mappings_except(conn, key, list(desired))
-            if exclusive and found.exclusive_owner != owner:
-                store.set_exclusive_owner(conn, key, owner)
-            elif (
-                not exclusive
-                and found.exclusive_owner is not None
-                and (found.exclusive_owner == owner or private.adopt)
-            ):
-                store.set_exclusive_owner(conn, key, None)
+        def write(conn: psycopg.Connection) -> dict[str, str]:
+            """The whole write, in one transaction under the store's lock (retried whole
+            after a transient failure): the mappings left to other managers."""
+            with store.locked(conn):
+                found = store.owners(
+                    conn,
+                    key,
+                    owner,
+                    [*changed, *removed, *(desired if private.adopt else ())],
+                    every_user=exclusive,
+                    arns=[
+                        r.aws_principal_arn
+                        for r in rows
+                        if r.aws_user_type == "iam_role" and r.aws_principal_arn
+                    ],
+                    writing=[*changed, *removed],
+                )
+                if found.deployment_type is None:
+                    raise not_registered(cid, target)
+                adopted = set(before) if private.adopt else set()
+                kept = judge_owners(
+                    found,
+                    owner,
+                    cid,
+                    list(changed),
+                    removed,
+                    list(desired) if exclusive else None,
+                    problems,
+                    adopted,
+                    adopting_connection=private.adopt,
+                )
+                for arn, holder in found.role_holders.items():
+                    # One of ours: reported above; not ours, on an exclusive connection:
+                    # deleted below.
+                    if holder in desired or exclusive:
+                        continue
+                    user = next(r.immuta_user for r in rows if r.aws_principal_arn == arn)
+                    principal = desired[user]["aws"]["principal"]
+                    problems.add_error(role_taken(principal, holder, cid, entry_path(user)))
+                problems.raise_any(self.ctx.diags)
+                store.replace_mappings(
+                    conn,
+                    key,
+                    rows,
+                    [user for user in removed if user not in kept],
+                    desired if private.adopt else (),
+                    owner,
+                )
+                if exclusive:
+                    store.delete_mappings_except(conn, key, list(desired))
+                if exclusive and found.exclusive_owner != owner:
+                    store.set_exclusive_owner(conn, key, owner)
+                elif (
+                    not exclusive
+                    and found.exclusive_owner is not None
+                    and (found.exclusive_owner == owner or private.adopt)
+                ):
+                    store.set_exclusive_owner(conn, key, None)
+            return kept
+
+        kept = self.access.run(target, self.ctx, write, f"writing the mappings of {key!r}")
         self._warn_kept(kept, cid)
         missing = [
             (r.immuta_user, changed[r.immuta_user].role_name(r.immuta_user))
@@ -309,13 +319,16 @@ class MappingsWorker:
         private = Private.parse(self.ctx.private)
         owner = SET_OWNER_PREFIX + state["owner_id"]
         before = state["mappings"] or {}
-        with self.access.connect(target, self.ctx) as conn:
-            view = store.read_mappings(
-                conn,
-                cid.display_name,
-                None if state["exclusive"] else list(before),
-                current=store.is_current(conn, self.access.current_stores),
+        users = None if state["exclusive"] else list(before)
+        try:
+            view = self.access.run(
+                target,
+                self.ctx,
+                lambda conn: store.read_mappings(conn, cid.display_name, users),
+                f"reading the mappings of connection {cid.display_name!r}",
             )
+        except DatabaseMissing:
+            return None  # the Immuta database is gone, and the registration with it
         if view.deployment_type is None:
             return None  # the registration is gone, and its mappings with it
         taken: dict[str, str] = {}
@@ -382,7 +395,7 @@ class MappingsWorker:
             suppress(DatabaseMissing),  # the Immuta database is gone, the mappings with it
             self.access.connect(target, self.ctx) as conn,
         ):
-            if not store.ensure_current(conn, self.access.current_stores, create=False):
+            if not store.ensure_current(conn, target, self.access.current_stores, create=False):
                 return  # no store: nothing to delete
             kept: dict[str, str] = {}
             with suppress(UndefinedTable), store.locked(conn):  # the store dropped meanwhile
@@ -401,9 +414,12 @@ class MappingsWorker:
     def import_state(self, import_id: str) -> MappingsState:
         cid = parse_import_id(ConnectionId.parse, import_id)
         target = Target(cid.hostname, cid.port, cid.database)
-        with self.access.connect(target, self.ctx) as conn:
-            current = store.is_current(conn, self.access.current_stores)
-            view = store.read_mappings(conn, cid.display_name, None, current=current)
+        view = self.access.run(
+            target,
+            self.ctx,
+            lambda conn: store.read_mappings(conn, cid.display_name, None),
+            f"importing the mappings of connection {cid.display_name!r}",
+        )
         if view.deployment_type is None:
             raise not_registered(cid, target)
         # Imported on purpose: the next apply takes over whatever another resource managed.
@@ -412,7 +428,7 @@ class MappingsWorker:
         return MappingsState(
             connection_id=connection_id,
             exclusive=view.exclusive_owner is not None,
-            mappings={user: stored_entry({}, row) for user, row in view.rows.items()},
+            mappings={user: stored_entry(as_written(row), row) for user, row in view.rows.items()},
             id=connection_id,
             owner_id=new_owner_id(),
         )
