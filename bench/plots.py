@@ -4,7 +4,7 @@ docs/bench_user_mappings.png: one immuta_user_mappings, seconds and peak RSS vs 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -128,16 +128,7 @@ def user_mappings(
     for step, (marker, color) in styles.items():
         ys = [median[n].runs[step].seconds for n in sizes]
         a.plot(kilo, ys, marker, color=color, label=step)
-        for x, y in zip(kilo, ys, strict=True):
-            a.annotate(
-                f"{y:.1f}",
-                (x, y),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=7,
-                color=color,
-            )
+        _label_points(a, kilo, ys, color, "{:.1f}")
     for step, color in (("apply", "tab:blue"), ("refresh-plan", "tab:green")):
         same = [d[step].seconds for n in sizes if (d := median[n].data)]
         if len(same) == len(sizes):
@@ -161,16 +152,7 @@ def user_mappings(
 
     peaks = [max(r.peak_mib for r in median[n].runs.values()) for n in sizes]
     b.plot(kilo, peaks, "o-", color="tab:purple", label="peak provider RSS")
-    for x, y in zip(kilo, peaks, strict=True):
-        b.annotate(
-            f"{y:.0f}",
-            (x, y),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
-            color="tab:purple",
-        )
+    _label_points(b, kilo, peaks, "tab:purple", "{:.0f}")
     b.axhline(200, ls="--", color="tab:red", alpha=0.6, label="target at 10k entries: 200 MiB")
     b.set_title("(b) peak provider RSS (largest VmHWM)")
     b.set_xlabel("entries (thousands)")
@@ -183,3 +165,17 @@ def user_mappings(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _label_points(ax: Any, xs: list[float], ys: list[float], color: str, fmt: str) -> None:
+    """Each point's value, just above it."""
+    for x, y in zip(xs, ys, strict=True):
+        ax.annotate(
+            fmt.format(y),
+            (x, y),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            color=color,
+        )

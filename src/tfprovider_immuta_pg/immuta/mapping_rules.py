@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..framework.diagnostics import Diagnostics, Path, ProviderError
 from ..framework.provider import Context
-from ..framework.schema import Attribute, Block, Check, NestedAttribute, OneOf
+from ..framework.schema import Attribute, Block, Check, NestedAttribute, OneOf, RequiresReplace
 from ..framework.types import BOOL, STRING
 from ..framework.values import UNKNOWN
 from . import rules
 from .access import Access
-from .ids import ConnectionId, InvalidId
+from .ids import ConnectionId, InvalidId, connection_id_problem
 from .pg import Target
 
 if TYPE_CHECKING:
@@ -199,6 +199,17 @@ def as_written(row: MappingRow) -> dict[str, Any]:
         else None
     )
     return {"postgres": postgres}
+
+
+def connection_id_attribute(replaced: str) -> Attribute:
+    """The `connection_id` of a mapping resource; changing it replaces the `replaced`."""
+    return Attribute(
+        STRING,
+        f"`id` of the `immuta_postgres_connection`. Changing it replaces the {replaced}.",
+        required=True,
+        plan_modifiers=[RequiresReplace()],
+        validators=[Check(connection_id_problem, "a connection ID", "Invalid connection ID")],
+    )
 
 
 # ------------------------------------------------------------------ plan-time rules

@@ -16,13 +16,13 @@ from ...framework.schema import (
 )
 from ...framework.types import STRING
 from .. import rules
-from ..ids import connection_id_problem
 from ..mapping_rules import (
     AWS_BLOCK,
     POSTGRES_BLOCK,
     VERIFIED_ATTRIBUTES,
     AwsBlock,
     PostgresBlock,
+    connection_id_attribute,
 )
 
 USER_MAPPING_SCHEMA = Schema(
@@ -44,15 +44,7 @@ USER_MAPPING_SCHEMA = Schema(
         "that are missing. A mapping whose connection or Immuta database was removed outside "
         "Terraform is removed from state, so the next plan creates it again.",
         attributes={
-            "connection_id": Attribute(
-                STRING,
-                "`id` of the `immuta_postgres_connection`. Changing it replaces the mapping.",
-                required=True,
-                plan_modifiers=[RequiresReplace()],
-                validators=[
-                    Check(connection_id_problem, "a connection ID", "Invalid connection ID")
-                ],
-            ),
+            "connection_id": connection_id_attribute("mapping"),
             "immuta_user": Attribute(
                 STRING,
                 "The Immuta username. Changing it replaces the mapping.",

@@ -11,21 +11,19 @@ from ...framework.schema import (
     MAP,
     Attribute,
     Block,
-    Check,
     NestedAttribute,
-    RequiresReplace,
     Schema,
     UseStateForUnknown,
 )
 from ...framework.types import BOOL, STRING
 from .. import rules
-from ..ids import connection_id_problem
 from ..mapping_rules import (
     AWS_ATTRIBUTE,
     POSTGRES_ATTRIBUTE,
     VERIFIED_ATTRIBUTES,
     AwsBlock,
     PostgresBlock,
+    connection_id_attribute,
 )
 
 
@@ -59,15 +57,7 @@ MAPPINGS_SCHEMA = Schema(
         "immuta_user_mapping resources to one immuta_user_mappings). Needs Terraform 1.0.9 "
         "or later.",
         attributes={
-            "connection_id": Attribute(
-                STRING,
-                "`id` of the `immuta_postgres_connection`. Changing it replaces the resource.",
-                required=True,
-                plan_modifiers=[RequiresReplace()],
-                validators=[
-                    Check(connection_id_problem, "a connection ID", "Invalid connection ID")
-                ],
-            ),
+            "connection_id": connection_id_attribute("resource"),
             "exclusive": Attribute(
                 BOOL,
                 "`true`: this resource owns every mapping of the connection. Refresh reports "

@@ -301,14 +301,11 @@ class MappingsWorker:
     def _warn_kept(self, kept: dict[str, str], cid: ConnectionId) -> None:
         if not kept:
             return
-        named = ", ".join(
-            f"{user!r} ({owner_label(other)})" for user, other in list(kept.items())[:TAKEN_NAMED]
-        )
         self.ctx.diags.warning(
             f"{len(kept)} mappings left in place",
             f"On connection {cid.display_name!r} these mappings are managed by other resources "
             f"now, so removing them from this immuta_user_mappings leaves them as they are: "
-            f"{named}{' and more' if len(kept) > TAKEN_NAMED else ''}.",
+            f"{named_owners(kept)}.",
             ("mappings",),
         )
 
@@ -374,15 +371,12 @@ class MappingsWorker:
         )
 
     def _warn_taken(self, taken: dict[str, str], cid: ConnectionId) -> None:
-        named = ", ".join(
-            f"{user!r} ({owner_label(other)})" for user, other in list(taken.items())[:TAKEN_NAMED]
-        )
         self.ctx.diags.warning(
             f"{len(taken)} mappings are managed by other resources now",
-            f"On connection {cid.display_name!r} other resources took over {named}"
-            f"{' and more' if len(taken) > TAKEN_NAMED else ''} (imported there). This "
-            "immuta_user_mappings no longer manages them: they leave its state, and its plan "
-            "shows them as to be created until you remove them from its configuration.",
+            f"On connection {cid.display_name!r} other resources took over "
+            f"{named_owners(taken)} (imported there). This immuta_user_mappings no longer "
+            "manages them: they leave its state, and its plan shows them as to be created "
+            "until you remove them from its configuration.",
             ("mappings",),
         )
 
@@ -432,6 +426,15 @@ class MappingsWorker:
             id=connection_id,
             owner_id=new_owner_id(),
         )
+
+
+def named_owners(managers: dict[str, str]) -> str:
+    """A few users and who manages each ("'a' (an immuta_user_mapping resource), ..."), the
+    rest counted."""
+    named = ", ".join(
+        f"{user!r} ({owner_label(other)})" for user, other in list(managers.items())[:TAKEN_NAMED]
+    )
+    return named + (" and more" if len(managers) > TAKEN_NAMED else "")
 
 
 def judge_owners(
