@@ -1,17 +1,20 @@
 """`./build.sh bench`: every benchmark, side by side with the Go null provider, in one table.
 
-    python -m bench [--quick] [--only handshake|mappings|crawl|rss|plots[,...]]
+    python -m bench [--quick] [--only handshake|mappings|user_mappings|crawl|rss|plots[,...]]
 
-Full run (about 5.5 minutes on a quiet 2-core machine): handshake (21 interleaved starts
-each), 1000 immuta_user_mapping vs 1000 null_resource and vs 1000 null_resource holding the
-same state bytes as a mapping (apply, refresh-plan, destroy; -parallelism=10; median of 3
-runs; see bench/mappings.py), a crawl of 10k, 50k and 100k objects over 1, 5 and 10
-databases (median of 3), provider RSS at rest and peak during the applies, and
-docs/bench_scaling.png (apply time at 100, 250, 500 and 1000 resources; crawl time against
-objects with a linear fit). `--quick` (under 1 minute) divides every size by 10 (100
-resources, 10k objects) and runs everything once; its plot goes to
-.cache/bench/bench_scaling_quick.png so the committed one stays a full run. The table, in
-Markdown, is printed and written to bench/results.md. Methods: bench/common.py (peak RSS),
+Full run (about 22 minutes on a 2-core machine): handshake (21 interleaved starts each),
+1000 immuta_user_mapping vs 1000 null_resource and vs 1000 null_resource holding the same
+state bytes as a mapping (apply, refresh-plan, destroy; -parallelism=10; median of 3 runs;
+see bench/mappings.py), a crawl of 10k, 50k and 100k objects over 1, 5 and 10 databases
+(median of 3), provider RSS at rest and peak during the applies, and docs/bench_scaling.png
+(apply time at 100, 250, 500 and 1000 resources; crawl time against objects with a linear
+fit). user_mappings (about 16 of the 22 minutes): one immuta_user_mappings of 1k, 5k, 10k
+and 20k entries, beside terraform_data holding the same value, and 10k entries over 10
+resources, against 1000 null_resources in the same run, and docs/bench_user_mappings.png
+(bench/user_mappings.py). `--quick` (about 3 minutes) divides every size by 10 (100
+resources, 10k objects, 100-2000 entries against 100 null_resources) and runs everything
+once; its plots go to .cache/bench/*_quick.png so the committed ones stay a full run. The
+table, in Markdown, is printed and written to bench/results.md. Methods: bench/common.py (peak RSS),
 bench/crawl.py (crawl time), bench/rss.py (RSS at rest), bench/handshake.py. Not in the
 table: bench/transport.py (the cost of mutual TLS per RPC) and bench/profile.py (py-spy).
 """
@@ -28,12 +31,14 @@ from pathlib import Path
 
 from harness import PostgresServer
 
-from bench import common, crawl, handshake, mappings, rss
+from bench import common, crawl, handshake, mappings, rss, user_mappings
 
-SECTIONS = ("handshake", "mappings", "crawl", "rss", "plots")
+SECTIONS = ("handshake", "mappings", "user_mappings", "crawl", "rss", "plots")
 RESULTS = common.ROOT / "bench" / "results.md"
 PLOT = common.ROOT / "docs" / "bench_scaling.png"
 QUICK_PLOT = common.ROOT / ".cache" / "bench" / "bench_scaling_quick.png"
+ENTRIES_PLOT = common.ROOT / "docs" / "bench_user_mappings.png"
+QUICK_ENTRIES_PLOT = common.ROOT / ".cache" / "bench" / "bench_user_mappings_quick.png"
 PARALLELISM = 10
 
 
@@ -46,10 +51,22 @@ class Sizes:
     handshake_runs: int
     rss_runs: int
     repeat: int  # runs of the mapping and crawl benchmarks (median kept)
+    entries: tuple[int, ...]  # sizes of the one immuta_user_mappings (against `count` nulls)
+    sharded: tuple[int, int] | None  # (entries, resources) spread with for_each
 
 
-FULL = Sizes(1000, (100, 250, 500, 1000), 10_000, (1, 5, 10), 21, 3, 3)
-QUICK = Sizes(100, (10, 25, 50, 100), 1_000, (1, 5, 10), 7, 1, 1)
+FULL = Sizes(
+    1000,
+    (100, 250, 500, 1000),
+    10_000,
+    (1, 5, 10),
+    21,
+    3,
+    3,
+    (1000, 5000, 10_000, 20_000),
+    (10_000, 10),
+)
+QUICK = Sizes(100, (10, 25, 50, 100), 1_000, (1, 5, 10), 7, 1, 1, (100, 500, 1000, 2000), None)
 
 
 def sections(text: str) -> set[str]:
@@ -130,6 +147,34 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
                     f"{b['immuta'] / b['null']:.2f}",
                 )
             )
+    if "user_mappings" in results:
+        median, _, null = results["user_mappings"]
+        size = 10 * n if 10 * n in median else max(median)
+        for step in ("apply", "refresh-plan", "one-entry plan", "one-entry apply"):
+            against = user_mappings.BASELINE_STEP[step]
+            row(
+                f"immuta_user_mappings of {kilo(size)} entries: {step} (s; null: {n} "
+                f"null_resources, {against})",
+                median[size].runs[step].seconds,
+                null[against].seconds,
+                ".2f",
+            )
+        same = median[size].data or {}
+        for step in ("apply", "refresh-plan", "one-entry plan", "one-entry apply"):
+            if step in same:
+                row(
+                    f"immuta_user_mappings of {kilo(size)} entries: {step}, against Terraform's "
+                    "built-in terraform_data holding the same value (s)",
+                    median[size].runs[step].seconds,
+                    same[step].seconds,
+                    ".2f",
+                )
+        row(
+            f"immuta_user_mappings of {kilo(size)} entries: provider peak RSS (MiB)",
+            user_mappings.peak_mib(median[size]),
+            None,
+            ".1f",
+        )
     if "crawl" in results:
         big = results["crawl"][1][-1]
         what = f"{kilo(big.objects)} objects, {big.databases} databases"
@@ -156,7 +201,7 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
         *("| " + " | ".join(r) + " |" for r in rows),
     ]
     notes = []
-    if sizes.repeat > 1:
+    if sizes.repeat > 1 and results.keys() & {"mappings", "crawl"}:
         notes.append(
             f"Mapping and crawl figures are the median of {sizes.repeat} runs (RSS and CPU "
             f"from that run); the other apply-scaling points, one run each."
@@ -208,6 +253,25 @@ def render(sizes: Sizes, argv: list[str], results: dict, info: dict[str, str], t
             f"CPU seconds of the {n}-resource runs, terraform / provider processes / "
             f"PostgreSQL: {cpu}. Provider processes per command: "
             f"{m['immuta']['apply'].providers} (apply)."
+        )
+    if "user_mappings" in results:
+        median, sharded, null = results["user_mappings"]
+        columns = [median[size] for size in sorted(median)] + ([sharded] if sharded else [])
+        points = "; ".join(
+            f"{user_mappings.label(r)}: "
+            + ", ".join(
+                f"{step} {r.runs[step].seconds:.2f} (CPU {r.runs[step].terraform_cpu:.1f} / "
+                f"{r.runs[step].provider_cpu:.1f})"
+                for step in user_mappings.STEPS
+            )
+            + f", peak RSS {user_mappings.peak_mib(r):.0f} MiB"
+            for r in columns
+        )
+        notes.append(
+            f"immuta_user_mappings, seconds (one run each; CPU seconds of terraform / the "
+            f"provider processes): {points}. Against {n} "
+            f"null_resources: apply {null['apply'].seconds:.2f}, refresh-plan "
+            f"{null['refresh-plan'].seconds:.2f}, destroy {null['destroy'].seconds:.2f}."
         )
     if "scaling" in results:
         s = results["scaling"]
@@ -306,6 +370,34 @@ def main(argv: list[str]) -> int:
                 results["scaling"] = {"counts": counts, "immuta": immuta, "null": null}
         finally:
             server.stop()
+
+    if "user_mappings" in only:
+        server = mappings.start_server()
+        try:
+            log(
+                f"user_mappings: {', '.join(map(kilo, sizes.entries))} entries"
+                + (f", {kilo(sizes.sharded[0])} over {sizes.sharded[1]}" if sizes.sharded else "")
+                + f", {sizes.count} null_resources"
+            )
+            results["user_mappings"] = user_mappings.compare(
+                server, sizes.entries, sizes.sharded, null_count=sizes.count
+            )
+        finally:
+            server.stop()
+        from bench import plots
+
+        median, _, null = results["user_mappings"]
+        path = QUICK_ENTRIES_PLOT if args.quick else ENTRIES_PLOT
+        plots.user_mappings(
+            path,
+            median,
+            null,
+            sizes.count,
+            f"immuta_user_mappings{' (--quick)' if args.quick else ''}: {info['nproc']} cores, "
+            f"{info['cpu']}, Python {info['python']}, Terraform {info['terraform']}, "
+            f"PostgreSQL 17, load {info['load']} at start",
+        )
+        log(f"plot written to {path.relative_to(common.ROOT)}")
 
     if only & {"crawl", "plots"}:
         server = PostgresServer(17).start()

@@ -1,8 +1,10 @@
-"""docs/bench_scaling.png: (a) apply time vs resource count, (b) crawl time vs object count."""
+"""docs/bench_scaling.png: (a) apply time vs resource count, (b) crawl time vs object count;
+docs/bench_user_mappings.png: one immuta_user_mappings, seconds and peak RSS vs entries."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -10,7 +12,10 @@ matplotlib.use("Agg")  # headless
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.common import linear_fit  # noqa: E402
+from bench.common import Run, linear_fit  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.user_mappings import SizeRuns
 
 
 def scaling(
@@ -99,3 +104,78 @@ def scaling(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def user_mappings(
+    path: Path,
+    median: dict[int, SizeRuns],
+    null: dict[str, Run],
+    null_count: int,
+    title: str,
+) -> None:
+    """(a) seconds of each step against entries, beside the null_resource lines it is held
+    against; (b) peak provider RSS against entries, beside the 200 MiB target."""
+    sizes = sorted(median)
+    kilo = [n / 1000 for n in sizes]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig.suptitle(title, fontsize=10)
+    styles = {
+        "apply": ("o-", "tab:blue"),
+        "one-entry apply": ("^-", "tab:cyan"),
+        "refresh-plan": ("s-", "tab:green"),
+        "one-entry plan": ("v-", "tab:olive"),
+    }
+    for step, (marker, color) in styles.items():
+        ys = [median[n].runs[step].seconds for n in sizes]
+        a.plot(kilo, ys, marker, color=color, label=step)
+        _label_points(a, kilo, ys, color, "{:.1f}")
+    for step, color in (("apply", "tab:blue"), ("refresh-plan", "tab:green")):
+        same = [d[step].seconds for n in sizes if (d := median[n].data)]
+        if len(same) == len(sizes):
+            a.plot(
+                kilo, same, ":", color=color, alpha=0.8, label=f"terraform_data, same value, {step}"
+            )
+        a.axhline(
+            null[step].seconds,
+            ls="--",
+            color=color,
+            alpha=0.6,
+            label=f"{null_count} null_resources, {step}: {null[step].seconds:.1f} s",
+        )
+    a.set_title("(a) one immuta_user_mappings, -parallelism=10")
+    a.set_xlabel("entries (thousands)")
+    a.set_ylabel("seconds")
+    a.set_xticks(kilo)
+    a.set_ylim(0, None)
+    a.grid(alpha=0.3)
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=3, frameon=False)
+
+    peaks = [max(r.peak_mib for r in median[n].runs.values()) for n in sizes]
+    b.plot(kilo, peaks, "o-", color="tab:purple", label="peak provider RSS")
+    _label_points(b, kilo, peaks, "tab:purple", "{:.0f}")
+    b.axhline(200, ls="--", color="tab:red", alpha=0.6, label="target at 10k entries: 200 MiB")
+    b.set_title("(b) peak provider RSS (largest VmHWM)")
+    b.set_xlabel("entries (thousands)")
+    b.set_ylabel("MiB")
+    b.set_xticks(kilo)
+    b.set_ylim(0, max(peaks + [200]) * 1.15)
+    b.grid(alpha=0.3)
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label_points(ax: Any, xs: list[float], ys: list[float], color: str, fmt: str) -> None:
+    """Each point's value, just above it."""
+    for x, y in zip(xs, ys, strict=True):
+        ax.annotate(
+            fmt.format(y),
+            (x, y),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            color=color,
+        )

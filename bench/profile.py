@@ -1,6 +1,6 @@
 """py-spy profile of our provider during the N-mapping apply and refresh-plan.
 
-    python -m bench.profile [--count 1000] [--rate 100] [--top 15]
+    python -m bench.profile [--count 1000] [--rate 100] [--top 15] [--one-resource]
 
 Not part of `python -m bench` (sampling slows the provider down). Terraform starts the
 provider itself, 3 to 4 times per command: every provider process terraform starts is
@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import mappings
+from bench import mappings, user_mappings
 from bench.common import ROOT, proc_status
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -142,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--all-threads", action="store_true", help="not only the GIL holder")
+    parser.add_argument(
+        "--one-resource",
+        action="store_true",
+        help="one immuta_user_mappings holding --count entries (bench/user_mappings.py), "
+        "instead of --count immuta_user_mapping resources",
+    )
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         parser.error(f"{PY_SPY} missing: .venv/bin/pip install py-spy")
@@ -151,10 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
-            tf, db = mappings.immuta_workspace(server, Path(tmp), args.count)
-            for step in ("apply", "refresh-plan"):
-                spies = Spies(OUT, step, args.rate, gil=not args.all_threads)
-                run = mappings.run_step(tf, step, 10, on_new=spies.on_new, server=server)
+            if args.one_resource:
+                tf, db = user_mappings.workspace(server, Path(tmp), args.count)
+                steps = user_mappings.STEPS[:4]
+            else:
+                tf, db = mappings.immuta_workspace(server, Path(tmp), args.count)
+                steps = ("apply", "refresh-plan")
+            for step in steps:
+                spies = Spies(OUT, step.replace(" ", "-"), args.rate, gil=not args.all_threads)
+                if args.one_resource:
+                    run = user_mappings.run_step(tf, step, server, on_new=spies.on_new)
+                else:
+                    run = mappings.run_step(tf, step, 10, on_new=spies.on_new, server=server)
                 files = spies.join()
                 reports.append(
                     f"{report(step, files, args.top, args.rate)}\n({step} took "
@@ -163,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             db.drop()
     finally:
         server.stop()
-    print(f"{args.count} immuta_user_mapping, -parallelism=10, py-spy {args.rate} Hz\n")
+    what = "entries of one immuta_user_mappings" if args.one_resource else "immuta_user_mapping"
+    print(f"{args.count} {what}, -parallelism=10, py-spy {args.rate} Hz\n")
     print("\n\n".join(reports))
     print(f"\nraw stacks: {OUT.relative_to(ROOT)}/")
     return 0

@@ -220,6 +220,7 @@ def test_resource_folders_and_shared_modules_keep_apart() -> None:
         "postgres_data_objects",
         "postgres_preflight",
         "user_mapping",
+        "user_mappings",
     }
     assert folder_violations(FOUND, KNOWN) == []
 

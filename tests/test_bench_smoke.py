@@ -82,3 +82,25 @@ def test_nested_plan_bench_prints_a_row_per_measure() -> None:
         row = re.search(rf"^\| {label} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
         assert row, out
         assert float(row[1]) > 0 and float(row[2]) > 0, out
+
+
+def test_user_mappings_bench_prints_every_step_against_the_null_baseline(tmp_path: Path) -> None:
+    plot = tmp_path / "user_mappings.png"
+    out = run_bench(
+        "bench.user_mappings",
+        *("--sizes", "20,40", "--sharded", "40,2", "--null-count", "10", "--plot", str(plot)),
+    )
+    for title in ("20 entries in one resource", "40 entries in 2 resources of 20"):
+        assert f"\n{title}\n" in out, out
+    for step in ("apply", "refresh-plan", "one-entry plan", "one-entry apply", "destroy"):
+        found = re.findall(rf"^  {step}\s+([\d.]+) \(\s*([\d.]+)\)", out, re.M)
+        assert len(found) == 3, out  # two sizes and the sharded run
+        assert all(float(seconds) > 0 and float(ratio) > 0 for seconds, ratio in found), out
+        # Terraform's built-in terraform_data holding the same value, beside each single
+        # resource (not beside the sharded run).
+        same = re.findall(rf"^  {step}\s.*terraform_data\s+([\d.]+) \(([\d.]+)\)$", out, re.M)
+        assert len(same) == 2 and all(float(s) > 0 for s, _ in same), out
+    peaks = [float(p) for p in re.findall(r"peak provider RSS ([\d.]+) MiB", out)]
+    assert len(peaks) == 3 and all(5 < p < 200 for p in peaks), out
+    assert re.search(r"^10 null_resources: apply [\d.]+ s", out, re.M), out
+    assert plot.read_bytes().startswith(b"\x89PNG"), "no plot drawn"

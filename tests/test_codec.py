@@ -615,3 +615,15 @@ def test_property_well_formed_msgpack_of_the_wrong_shape_only_raises_codec_error
 def test_property_dynamic_with_any_type_spec_only_raises_codec_error(spec, raw) -> None:
     data = msgpack.packb([json.dumps(spec).encode(), raw], use_bin_type=True)
     _only_codec_errors(data, DYNAMIC)
+
+
+def test_a_null_value_is_told_without_decoding_it() -> None:
+    from tfprovider_immuta_pg.protocol.convert import is_null
+    from tfprovider_immuta_pg.protocol.gen import tfplugin6_pb2 as pb
+
+    ty = Object({"name": STRING})
+    assert is_null(pb.DynamicValue(msgpack=encode_msgpack(None, ty)))
+    assert is_null(pb.DynamicValue())  # Terraform sends nothing for a destroy, too
+    assert is_null(pb.DynamicValue(json=b" null "))
+    assert not is_null(pb.DynamicValue(msgpack=encode_msgpack({"name": None}, ty)))
+    assert not is_null(pb.DynamicValue(json=b'{"name": null}'))

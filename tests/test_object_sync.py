@@ -186,8 +186,14 @@ def test_refresh_reads_a_store_that_an_older_provider_wrote(
     terraform.write(config(immuta_db))
     terraform.apply()
     with immuta_db.connect() as conn:
-        conn.execute("ALTER TABLE immuta.connections DROP COLUMN object_sync, DROP COLUMN filters")
-        conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written")
+        conn.execute(
+            "ALTER TABLE immuta.connections DROP COLUMN object_sync, DROP COLUMN filters, "
+            "DROP COLUMN mappings_owner"
+        )
+        conn.execute(
+            "ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written, "
+            "DROP COLUMN managed_by"
+        )
         conn.execute("DROP TABLE immuta.crawled_databases")
         conn.execute("DELETE FROM immuta.schema_version WHERE version > 1")
     terraform.plan_is_empty("a version-1 store reads as the current one")

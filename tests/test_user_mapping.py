@@ -249,6 +249,8 @@ def test_mappings_in_a_store_before_version_3_read_import_and_upgrade(
         # The store as provider versions before the column wrote it.
         conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN postgres_block_written")
         conn.execute("ALTER TABLE immuta.crawled_databases DROP COLUMN acl_fingerprint")
+        conn.execute("ALTER TABLE immuta.user_mappings DROP COLUMN managed_by")
+        conn.execute("ALTER TABLE immuta.connections DROP COLUMN mappings_owner")
         conn.execute("DELETE FROM immuta.schema_version WHERE version >= 3")
         conn.execute(
             "INSERT INTO immuta.user_mappings (connection_key, immuta_user, postgres_mode) "

@@ -118,11 +118,18 @@ class Planned:
     private: bytes
 
 
+# What a request handler may pass as `proposed` when it only knows the proposed new state
+# is not null: planning merges configuration and prior state itself (see plan.plan_change).
+PROPOSED = object()
+
+
 def plan(resource: Resource[Any], prior: Any, proposed: Any, config: Any, ctx: Context) -> Planned:
     """The framework's planning rules, then the resource's own `modify_plan`.
 
-    A configuration the client cannot carry is refused with no planned state at all, so
-    a refused write-only value never travels back to Terraform.
+    Of `proposed` (Terraform's proposed new state) only whether it is null (a destroy)
+    matters; PROPOSED stands for any value that is not. A configuration the client cannot
+    carry is refused with no planned state at all, so a refused write-only value never
+    travels back to Terraform.
     """
     if proposed is not None and refuse_write_only(
         resource.type_name, resource.schema, config, ctx.client, ctx.diags

@@ -116,6 +116,8 @@ class Resource(Generic[State]):
 
     type_name: str = ""
     schema: Schema
+    # The oldest Terraform release that handles this resource (see framework.versions).
+    minimum_terraform: str | None = None
 
     def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         """Cross-attribute rules; `config` may hold UNKNOWN values."""

@@ -19,6 +19,7 @@ from .postgres_data_objects.data_source import DataObjectsDataSource
 from .postgres_preflight.data_source import PreflightDataSource
 from .settings import PROVIDER_SCHEMA
 from .user_mapping.resource import UserMappingResource
+from .user_mappings.resource import UserMappingsResource
 
 
 class ImmutaProvider(Provider):
@@ -31,6 +32,7 @@ class ImmutaProvider(Provider):
             for r in (
                 ConnectionResource(self.access),
                 UserMappingResource(self.access),
+                UserMappingsResource(self.access),
                 ServicePrincipalResource(self.access),
             )
         }

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -25,6 +26,7 @@ from psycopg.errors import DependentObjectsStillExist, UndefinedTable, UniqueVio
 
 from .errors import CommitInDoubt, PermissionDenied
 from .inspector import Fingerprint, Need, ident
+from .mapping_rules import SINGLE_OWNER
 from .pg import one_row
 
 if TYPE_CHECKING:
@@ -111,6 +113,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE {s}.crawled_databases ADD COLUMN acl_fingerprint text;
     """,
+    # 5: who manages each mapping, and which immuta_user_mappings owns a connection's
+    # mappings exclusively. Before this version only immuta_user_mapping wrote mappings.
+    """
+    ALTER TABLE {s}.user_mappings ADD COLUMN managed_by text;
+    UPDATE {s}.user_mappings SET managed_by = 'immuta_user_mapping';
+    ALTER TABLE {s}.connections ADD COLUMN mappings_owner text;
+    """,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 STORE_TABLES = (
@@ -172,8 +181,9 @@ def schema_version(conn: psycopg.Connection) -> int:
     return version or 0
 
 
-def _migrate(conn: psycopg.Connection) -> None:
-    """Inside a locked transaction: bring the schema to LATEST_VERSION."""
+def migrate(conn: psycopg.Connection, target: int = LATEST_VERSION) -> None:
+    """Inside a locked transaction: bring the schema to `target` (tests build older stores
+    with a lower one)."""
     current = schema_version(conn)
     if current > LATEST_VERSION:
         raise StoreError(
@@ -188,7 +198,7 @@ def _migrate(conn: psycopg.Connection) -> None:
                 "applied_at timestamptz NOT NULL DEFAULT now())"
             )
         )
-    for version in range(current + 1, LATEST_VERSION + 1):
+    for version in range(current + 1, target + 1):
         conn.execute(_q(MIGRATIONS[version - 1]))
         conn.execute(_q("INSERT INTO {s}.schema_version (version) VALUES (%s)"), (version,))
 
@@ -203,12 +213,20 @@ def write_transaction(
     connection that breaks during the COMMIT raises CommitInDoubt: that transaction may or
     may not have committed, so it must not be retried.
     """
+    with locked(conn):
+        if create or schema_version(conn):
+            migrate(conn)
+        yield conn
+
+
+@contextmanager
+def locked(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """One transaction serialised with every other writer, on a store known to be current
+    (see `ensure_current`); CommitInDoubt when the connection breaks during the COMMIT."""
     committing = False
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            if create or schema_version(conn):
-                _migrate(conn)
             yield conn
             committing = True
     except psycopg.OperationalError as exc:
@@ -556,14 +574,22 @@ class MappingRow:
     aws_principal: str | None
     aws_principal_arn: str | None
     postgres_block_written: bool = False  # the configuration had a `postgres` block
+    managed_by: str | None = SINGLE_OWNER
 
 
 _MAPPING_COLUMNS = (
     "connection_key, immuta_user, postgres_mode, postgres_username, postgres_role, "
-    "aws_user_type, aws_principal, aws_principal_arn, postgres_block_written"
+    "aws_user_type, aws_principal, aws_principal_arn, postgres_block_written, managed_by"
 )
-# Read by name, so a store not upgraded yet (before version 3: no such column) still reads.
+_COLUMN_NAMES = _MAPPING_COLUMNS.split(", ")
+_row_values = attrgetter(*_COLUMN_NAMES)  # a MappingRow as the tuple of its columns
+# Columns added after version 1 are read by name, so a store not upgraded yet still reads:
+# before version 3 no configuration's `postgres` block was recorded; before version 5 every
+# mapping was immuta_user_mapping's and no connection had an exclusive owner.
 _BLOCK_WRITTEN = "coalesce((to_jsonb(m) ->> 'postgres_block_written')::boolean, false)"
+_MANAGED_BY = f"coalesce(to_jsonb(m) ->> 'managed_by', '{SINGLE_OWNER}')"
+_MAPPINGS_OWNER = "to_jsonb(c) ->> 'mappings_owner'"
+_READ_COLUMNS = ", ".join([*("m." + c for c in _COLUMN_NAMES[:-2]), _BLOCK_WRITTEN, _MANAGED_BY])
 
 
 @dataclass(frozen=True)
@@ -571,11 +597,11 @@ class MappingLookup:
     deployment_type: str | None  # None: the connection is not registered
     mapping: MappingRow | None
     roles: list[str]  # PostgreSQL roles matching the wanted name in any case
+    exclusive_owner: str | None = None  # the immuta_user_mappings owning every mapping
 
 
 _MAPPING_LOOKUP = f"""
-SELECT c.deployment_type, {", ".join("m." + c for c in _MAPPING_COLUMNS.split(", ")[:-1])},
-       {_BLOCK_WRITTEN},
+SELECT c.deployment_type, {_MAPPINGS_OWNER}, {_READ_COLUMNS},
        ARRAY(SELECT r.rolname FROM pg_roles r WHERE lower(r.rolname) = lower(coalesce(
              %(wanted)s,
              CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE %(user)s END))
@@ -600,15 +626,34 @@ def look_up_mapping(
         )
     except UndefinedTable:
         return MappingLookup(None, None, [])
-    deployment, *mapping, roles = row
-    return MappingLookup(deployment, MappingRow(*mapping) if mapping[0] else None, roles)
+    deployment, exclusive_owner, *mapping, roles = row
+    return MappingLookup(
+        deployment, MappingRow(*mapping) if mapping[0] else None, roles, exclusive_owner
+    )
 
 
-def ensure_current(conn: psycopg.Connection) -> None:
-    """Migrate the store when an older provider version created it."""
-    if schema_version(conn) != LATEST_VERSION:
+def ensure_current(
+    conn: psycopg.Connection,
+    target: Target,
+    known_current: set[Target],
+    create: bool = True,
+) -> bool:
+    """Migrate the store when an older provider version created it, or create it (unless
+    not `create`); whether there is a store now.
+
+    `known_current` holds the Immuta databases a process already checked: `target` (the
+    database of `conn`) is added to it, and not checked again.
+    """
+    if target in known_current:
+        return True
+    version = schema_version(conn)
+    if version == 0 and not create:
+        return False
+    if version != LATEST_VERSION:
         with write_transaction(conn):
             pass
+    known_current.add(target)
+    return True
 
 
 def save_mapping(conn: psycopg.Connection, row: MappingRow) -> str | None:
@@ -618,49 +663,235 @@ def save_mapping(conn: psycopg.Connection, row: MappingRow) -> str | None:
     """
     try:
         with conn.transaction():
-            upsert_mapping(conn, row)
+            conn.execute(
+                _q(
+                    f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
+                    f"VALUES ({', '.join(['%s'] * len(_COLUMN_NAMES))}) "
+                    "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
+                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMN_NAMES[2:])
+                    + ", updated_at = now()"
+                ),
+                _row_values(row),
+            )
     except UniqueViolation:
-        holder = conn.execute(
-            _q(
-                "SELECT immuta_user FROM {s}.user_mappings WHERE connection_key = %s "
-                "AND aws_user_type = 'iam_role' AND aws_principal_arn = %s"
-            ),
-            (row.connection_key, row.aws_principal_arn),
-        ).fetchone()
-        return holder[0] if holder else "another Immuta user"
+        holders = role_holders(conn, row.connection_key, [row.aws_principal_arn or ""], [])
+        return holders.get(row.aws_principal_arn or "", "another Immuta user")
     return None
 
 
-def upsert_mapping(conn: psycopg.Connection, row: MappingRow) -> None:
-    conn.execute(
+def delete_mapping(conn: psycopg.Connection, key: str, user: str, owner: str | None) -> str | None:
+    """Delete the mapping if `owner` manages it, or nobody does (any mapping: owner None);
+    else leave it and return the one who manages it."""
+    found = conn.execute(
         _q(
-            f"INSERT INTO {{s}}.user_mappings ({_MAPPING_COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (connection_key, immuta_user) DO UPDATE SET "
-            "postgres_mode = EXCLUDED.postgres_mode, "
-            "postgres_username = EXCLUDED.postgres_username, "
-            "postgres_role = EXCLUDED.postgres_role, "
-            "aws_user_type = EXCLUDED.aws_user_type, aws_principal = EXCLUDED.aws_principal, "
-            "aws_principal_arn = EXCLUDED.aws_principal_arn, "
-            "postgres_block_written = EXCLUDED.postgres_block_written, updated_at = now()"
+            "DELETE FROM {s}.user_mappings WHERE connection_key = %(key)s "
+            "AND immuta_user = %(user)s AND (%(any)s OR managed_by IS NULL "
+            "OR managed_by = %(owner)s) RETURNING 1"
         ),
-        (
-            row.connection_key,
-            row.immuta_user,
-            row.postgres_mode,
-            row.postgres_username,
-            row.postgres_role,
-            row.aws_user_type,
-            row.aws_principal,
-            row.aws_principal_arn,
-            row.postgres_block_written,
-        ),
+        {"key": key, "user": user, "owner": owner or "", "any": owner is None},
+    ).fetchone()
+    if found is None and owner is not None:
+        return foreign_owners(conn, key, owner, [user]).get(user)
+    return None
+
+
+# ------------------------------------------------------------------ sets of user mappings
+
+
+@dataclass(frozen=True)
+class MappingSetView:
+    """A connection's mappings (some or all), and the PostgreSQL roles they may map to."""
+
+    deployment_type: str | None  # None: the connection is not registered
+    exclusive_owner: str | None
+    rows: dict[str, MappingRow]  # by Immuta user
+    roles: dict[str, list[str]]  # lower-case name -> the roles matching it in any case
+
+
+_ROLE_OF_ROW = (
+    "lower(CASE WHEN m.postgres_mode = 'username' THEN m.postgres_username ELSE m.immuta_user END)"
+)
+
+
+def read_mappings(
+    conn: psycopg.Connection,
+    key: str,
+    users: Iterable[str] | None,
+    role_names: Iterable[str] | None = None,
+) -> MappingSetView:
+    """The connection, its mappings of `users` (None: every one) and the roles matching
+    `role_names` in any case (None: the names the mappings point at): one round trip. A
+    store an older provider wrote reads too (a read does not upgrade it): see _READ_COLUMNS.
+    """
+    chosen = "m.connection_key = %(key)s AND (%(all)s OR m.immuta_user = ANY(%(users)s))"
+    if role_names is None:
+        wanted = f"(SELECT {_ROLE_OF_ROW} FROM {{s}}.user_mappings m WHERE {chosen})"
+    else:
+        wanted = "(SELECT lower(n) FROM unnest(%(names)s::text[]) AS n)"
+    params = {
+        "key": key,
+        "all": users is None,
+        "users": [] if users is None else list(users),
+        "names": [] if role_names is None else list(role_names),
+    }
+    try:
+        with conn.pipeline():
+            connection = conn.execute(
+                _q(
+                    f"SELECT c.deployment_type, {_MAPPINGS_OWNER} FROM {{s}}.connections c "
+                    "WHERE c.connection_key = %(key)s"
+                ),
+                params,
+            )
+            mappings = conn.execute(
+                _q(f"SELECT {_READ_COLUMNS} FROM {{s}}.user_mappings m WHERE {chosen}"), params
+            )
+            roles = conn.execute(
+                _q(
+                    "SELECT lower(r.rolname), array_agg(r.rolname ORDER BY r.rolname) "
+                    f"FROM pg_roles r WHERE lower(r.rolname) IN {wanted} GROUP BY 1"
+                ),
+                params,
+            )
+    except UndefinedTable:
+        return MappingSetView(None, None, {}, {})
+    found = connection.fetchone()
+    return MappingSetView(
+        found[0] if found else None,
+        found[1] if found else None,
+        {row[1]: MappingRow(*row) for row in mappings},
+        dict(roles.fetchall()),
     )
 
 
-def delete_mapping(conn: psycopg.Connection, key: str, user: str) -> None:
-    with suppress(UndefinedTable):  # no store: nothing to delete
-        conn.execute(
-            _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = %s"),
-            (key, user),
+@dataclass(frozen=True)
+class Owners:
+    """Under the store's lock: who else manages what a write would touch."""
+
+    deployment_type: str | None  # None: the connection is not registered
+    exclusive_owner: str | None
+    foreign: dict[str, str]  # Immuta user -> the other manager
+    unmanaged: list[str]  # Immuta users whose mapping nobody manages (made outside Terraform)
+    role_holders: dict[str, str]  # IAM role ARN -> the Immuta user holding it
+
+
+def owners(
+    conn: psycopg.Connection,
+    key: str,
+    owner: str,
+    users: Iterable[str],
+    every_user: bool = False,
+    arns: Iterable[str] = (),
+    writing: Iterable[str] = (),
+) -> Owners:
+    """The connection's exclusive owner; the managers other than `owner` of `users` (or of
+    every mapping of the connection), and those of them nobody manages; the holders of IAM
+    roles `arns` other than the users being written: one round trip."""
+    params = {
+        "key": key,
+        "owner": owner,
+        "users": list(users),
+        "all": every_user,
+        "arns": list(arns),
+        "writing": list(writing),
+    }
+    with conn.pipeline():
+        connection = conn.execute(
+            _q(
+                "SELECT deployment_type, mappings_owner FROM {s}.connections "
+                "WHERE connection_key = %(key)s"
+            ),
+            params,
         )
+        foreign = conn.execute(
+            _q(
+                "SELECT immuta_user, managed_by FROM {s}.user_mappings WHERE connection_key = "
+                "%(key)s AND managed_by IS DISTINCT FROM %(owner)s "
+                "AND (%(all)s OR immuta_user = ANY(%(users)s))"
+            ),
+            params,
+        )
+        holders = conn.execute(
+            _q(
+                "SELECT aws_principal_arn, immuta_user FROM {s}.user_mappings "
+                "WHERE connection_key = %(key)s AND aws_user_type = 'iam_role' "
+                "AND aws_principal_arn = ANY(%(arns)s) AND immuta_user <> ALL(%(writing)s)"
+            ),
+            params,
+        )
+    found = connection.fetchone()
+    others: dict[str, str | None] = dict(foreign.fetchall())
+    return Owners(
+        found[0] if found else None,
+        found[1] if found else None,
+        {user: manager for user, manager in others.items() if manager is not None},
+        [user for user, manager in others.items() if manager is None],
+        dict(holders.fetchall()),
+    )
+
+
+def foreign_owners(
+    conn: psycopg.Connection, key: str, owner: str, users: list[str]
+) -> dict[str, str]:
+    """The managers other than `owner` of `users`' mappings."""
+    return owners(conn, key, owner, users).foreign
+
+
+def role_holders(
+    conn: psycopg.Connection, key: str, arns: list[str], writing: list[str]
+) -> dict[str, str]:
+    """IAM role ARN -> the Immuta user holding it on the connection, among users not in
+    `writing`."""
+    return owners(conn, key, "", [], arns=arns, writing=writing).role_holders
+
+
+def replace_mappings(
+    conn: psycopg.Connection,
+    key: str,
+    rows: list[MappingRow],
+    delete: Iterable[str],
+    claim: Iterable[str],
+    owner: str,
+) -> None:
+    """Write `rows` whole, delete the mappings of `delete`, and record `owner` as the
+    manager of `claim`: a handful of statements, whatever the number of rows."""
+    gone = [row.immuta_user for row in rows]
+    gone.extend(delete)
+    if gone:
+        conn.execute(
+            _q("DELETE FROM {s}.user_mappings WHERE connection_key = %s AND immuta_user = ANY(%s)"),
+            (key, gone),
+        )
+    if rows:
+        copy_sql = _q(f"COPY {{s}}.user_mappings ({_MAPPING_COLUMNS}) FROM STDIN")
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(_row_values(row))
+    claimed = list(claim)
+    if claimed:
+        conn.execute(
+            _q(
+                "UPDATE {s}.user_mappings SET managed_by = %s WHERE connection_key = %s "
+                "AND immuta_user = ANY(%s) AND managed_by IS DISTINCT FROM %s"
+            ),
+            (owner, key, claimed, owner),
+        )
+
+
+def delete_mappings_except(conn: psycopg.Connection, key: str, keep: list[str]) -> list[str]:
+    """Delete every mapping of the connection but those of `keep`; the users deleted."""
+    deleted = conn.execute(
+        _q(
+            "DELETE FROM {s}.user_mappings WHERE connection_key = %s "
+            "AND immuta_user <> ALL(%s) RETURNING immuta_user"
+        ),
+        (key, keep),
+    ).fetchall()
+    return [row[0] for row in deleted]
+
+
+def set_exclusive_owner(conn: psycopg.Connection, key: str, owner: str | None) -> None:
+    conn.execute(
+        _q("UPDATE {s}.connections SET mappings_owner = %s WHERE connection_key = %s"),
+        (owner, key),
+    )

@@ -344,8 +344,30 @@ def decode_json(data: bytes, ty: CtyType) -> Any:
 
 
 def json_to_value(raw: Any, ty: CtyType) -> Any:
-    """A value parsed from JSON, checked against and shaped by `ty`."""
+    """A value parsed from JSON, checked against and shaped by `ty`.
+
+    Without `dynamic` values, JSON holds the same shapes as decoded msgpack, so the compiled
+    msgpack decoder reads it (a state that still holds attributes since dropped from the
+    schema, which that decoder refuses, takes the slower walk that ignores them).
+    """
+    if not _holds_dynamic(ty):
+        try:
+            return _codec_for(ty)[0](raw)
+        except _PathError:
+            pass
     return _from_json_value(raw, ty)
+
+
+def _holds_dynamic(ty: CtyType) -> bool:
+    if ty == DYNAMIC:
+        return True
+    if isinstance(ty, (List, Set, Map)):
+        return _holds_dynamic(ty.element)
+    if isinstance(ty, Tuple):
+        return any(_holds_dynamic(t) for t in ty.elements)
+    if isinstance(ty, Object):
+        return any(_holds_dynamic(t) for t in ty.attributes.values())
+    return False
 
 
 def _from_json_value(raw: Any, ty: CtyType) -> Any:

@@ -130,6 +130,13 @@ def path_to_proto(path: Path) -> pb.AttributePath:
     return pb.AttributePath(steps=steps)
 
 
+def is_null(dynamic: pb.DynamicValue) -> bool:
+    """Whether a value is null, without decoding it."""
+    if dynamic.msgpack:
+        return dynamic.msgpack == b"\xc0"  # msgpack's nil
+    return not dynamic.json or dynamic.json.strip() == b"null"
+
+
 def value_from_proto(dynamic: pb.DynamicValue, ty: CtyType) -> Any:
     if dynamic.msgpack:
         return decode_msgpack(dynamic.msgpack, ty)

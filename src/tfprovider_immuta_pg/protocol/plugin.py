@@ -194,6 +194,7 @@ class DeferredProvider:
     def _run(self) -> None:
         try:
             self._calls = self._load()
+            quiet_garbage_collector()
         except BaseException as exc:  # reported on every call rather than lost in a thread
             self._failure = exc
         finally:
@@ -209,6 +210,22 @@ class DeferredProvider:
         if self._failure is not None:
             raise RpcError(INTERNAL, f"provider failed to load: {self._failure}")
         raise RpcError(UNIMPLEMENTED, f"unknown method {method}")
+
+
+# Python's cyclic garbage collector runs a collection every 700 allocations (its first
+# threshold) and walks every live object on a full one. Decoding a value of 10,000 map
+# entries allocates hundreds of thousands of containers, so collections ran hundreds of
+# times per request (docs/performance.md). Moving what start-up made to the permanent
+# generation (gc.freeze) and collecting less often keeps that off each request; the values
+# of one request hold no cycles, so they are freed by reference counting anyway.
+GC_THRESHOLD = 10_000
+
+
+def quiet_garbage_collector() -> None:
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def provider_calls(service: Any) -> dict[str, Callable[[bytes], bytes]]:

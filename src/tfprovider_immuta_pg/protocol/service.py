@@ -16,12 +16,14 @@ from ..framework import lifecycle
 from ..framework.diagnostics import Diagnostics, ProviderError
 from ..framework.lifecycle import guarded
 from ..framework.provider import Context, DataSource, FunctionError, Provider, Resource, StopSignal
+from ..framework.versions import refuse_older
 from . import logs
 from .codec import CodecError, json_to_value
 from .convert import (
     client_from_proto,
     diagnostics_to_proto,
     function_to_proto,
+    is_null,
     path_to_proto,
     schema_to_proto,
     value_from_proto,
@@ -43,6 +45,7 @@ class ProviderService:
         self.provider = provider
         self.stop_signal = StopSignal()
         self._schema_response: pb.GetProviderSchema.Response | None = None
+        self.terraform_version = ""  # from ConfigureProvider: the release running this process
 
     # ------------------------------------------------------------ metadata
 
@@ -115,6 +118,7 @@ class ProviderService:
         self, request: pb.ConfigureProvider.Request, context: object
     ) -> pb.ConfigureProvider.Response:
         diags = Diagnostics()
+        self.terraform_version = request.terraform_version
 
         def body() -> None:
             config = value_from_proto(request.config, self.provider.schema.value_type)
@@ -140,6 +144,14 @@ class ProviderService:
                 "This provider offers: " + ", ".join(sorted(self.provider.resources)),
             )
         return resource
+
+    def _too_old(self, type_name: str, diags: Diagnostics) -> bool:
+        """Whether the Terraform running this process is older than the resource allows
+        (an error in `diags`): its values are then not sent back at all."""
+        resource = self.provider.resources.get(type_name)
+        return resource is not None and refuse_older(
+            type_name, resource.minimum_terraform, self.terraform_version, diags
+        )
 
     def _context(
         self,
@@ -174,6 +186,8 @@ class ProviderService:
         self, request: pb.UpgradeResourceState.Request, context: object
     ) -> pb.UpgradeResourceState.Response:
         diags = Diagnostics()
+        if self._too_old(request.type_name, diags):
+            return pb.UpgradeResourceState.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> pb.DynamicValue:
             resource = self._resource(request.type_name)
@@ -197,6 +211,8 @@ class ProviderService:
         self, request: pb.ReadResource.Request, context: object
     ) -> pb.ReadResource.Response:
         diags = Diagnostics()
+        if self._too_old(request.type_name, diags):
+            return pb.ReadResource.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> pb.ReadResource.Response:
             resource = self._resource(request.type_name)
@@ -221,6 +237,9 @@ class ProviderService:
     ) -> pb.PlanResourceChange.Response:
         diags = Diagnostics()
         response = pb.PlanResourceChange.Response()
+        if self._too_old(request.type_name, diags):
+            response.diagnostics.extend(diagnostics_to_proto(diags))
+            return response
 
         def body() -> None:
             resource = self._resource(request.type_name)
@@ -229,7 +248,9 @@ class ProviderService:
             planned = lifecycle.plan(
                 resource,
                 value_from_proto(request.prior_state, ty),
-                value_from_proto(request.proposed_new_state, ty),
+                # Planning needs only whether Terraform proposes a destroy (null): decoding
+                # a value as large as the prior state would cost as much as that one.
+                None if is_null(request.proposed_new_state) else lifecycle.PROPOSED,
                 config,
                 self._context(diags, request.prior_private, config, request.client_capabilities),
             )
@@ -273,6 +294,8 @@ class ProviderService:
     ) -> pb.ImportResourceState.Response:
         diags = Diagnostics()
         imported = []
+        if self._too_old(request.type_name, diags):
+            return pb.ImportResourceState.Response(diagnostics=diagnostics_to_proto(diags))
 
         def body() -> None:
             resource = self._resource(request.type_name)

@@ -12,8 +12,14 @@ from ...framework.provider import Context
 from ...framework.values import UNKNOWN
 from ..base import AccessResource
 from ..ids import ConnectionId, InvalidId, MappingId
-from ..mapping_rules import check_aws_allowed, validate_aws_block, validate_postgres_block
-from .schema import REVERIFY_MARK, USER_MAPPING_SCHEMA, VERIFIED, MappingState
+from ..mapping_rules import (
+    VERIFIED,
+    check_aws_allowed,
+    known_before_apply,
+    validate_aws_block,
+    validate_postgres_block,
+)
+from .schema import REVERIFY, USER_MAPPING_SCHEMA, MappingState, flags
 
 if TYPE_CHECKING:
     from .worker import MappingWorker
@@ -41,9 +47,11 @@ class UserMappingResource(AccessResource[MappingState]):
     ) -> None:
         if prior is None:
             planned["id"] = planned_id(planned)
-        elif ctx.private == REVERIFY_MARK:
+        elif REVERIFY in flags(ctx.private):
             for name in VERIFIED:
                 planned[name] = UNKNOWN  # re-verify: a role or principal changed since apply
+        if planned.get("postgres_user_found") is UNKNOWN:
+            known_before_apply(planned)
         aws = config.get("aws")
         connection_id = planned.get("connection_id")
         if aws is not None and aws is not UNKNOWN and isinstance(connection_id, str):

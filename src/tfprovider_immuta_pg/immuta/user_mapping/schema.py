@@ -14,15 +14,24 @@ from ...framework.schema import (
     Schema,
     UseStateForUnknown,
 )
-from ...framework.types import BOOL, STRING
+from ...framework.types import STRING
 from .. import rules
-from ..ids import connection_id_problem
-from ..mapping_rules import AWS_BLOCK, POSTGRES_BLOCK, AwsBlock, PostgresBlock
+from ..mapping_rules import (
+    AWS_BLOCK,
+    POSTGRES_BLOCK,
+    VERIFIED_ATTRIBUTES,
+    AwsBlock,
+    PostgresBlock,
+    connection_id_attribute,
+)
 
 USER_MAPPING_SCHEMA = Schema(
     Block(
         description="Maps one Immuta user, on one registered connection, to a PostgreSQL "
-        "username and/or an AWS principal.\n\n"
+        "username and/or an AWS principal. For many users of one connection, "
+        "`immuta_user_mappings` holds them as one resource. Two resources never manage the "
+        "same user: a mapping an `immuta_user_mappings` manages, or any mapping of a "
+        "connection an exclusive one owns, is refused here, naming that resource.\n\n"
         "**Import** by `id`. The default PostgreSQL mapping can be written two ways, without "
         'a `postgres` block or as `postgres { mode = "unset" }`; the state store records '
         "which one the configuration used, so the plan right after an import is empty. "
@@ -35,15 +44,7 @@ USER_MAPPING_SCHEMA = Schema(
         "that are missing. A mapping whose connection or Immuta database was removed outside "
         "Terraform is removed from state, so the next plan creates it again.",
         attributes={
-            "connection_id": Attribute(
-                STRING,
-                "`id` of the `immuta_postgres_connection`. Changing it replaces the mapping.",
-                required=True,
-                plan_modifiers=[RequiresReplace()],
-                validators=[
-                    Check(connection_id_problem, "a connection ID", "Invalid connection ID")
-                ],
-            ),
+            "connection_id": connection_id_attribute("mapping"),
             "immuta_user": Attribute(
                 STRING,
                 "The Immuta username. Changing it replaces the mapping.",
@@ -64,21 +65,7 @@ USER_MAPPING_SCHEMA = Schema(
                 computed=True,
                 plan_modifiers=[UseStateForUnknown()],
             ),
-            "postgres_user_found": Attribute(
-                BOOL,
-                "Whether the PostgreSQL role exists. When false Immuta treats the user as `none`.",
-                computed=True,
-            ),
-            "effective_postgres_username": Attribute(
-                STRING,
-                "The PostgreSQL role the user maps to, as PostgreSQL spells it; null when none.",
-                computed=True,
-            ),
-            "aws_principal_arn": Attribute(
-                STRING,
-                "Resolved ARN of the IAM role or user.",
-                computed=True,
-            ),
+            **VERIFIED_ATTRIBUTES,
         },
         blocks={
             "postgres": NestedBlock(POSTGRES_BLOCK, SINGLE),
@@ -99,5 +86,16 @@ class MappingState(TypedDict):
     aws_principal_arn: str | None
 
 
-REVERIFY_MARK = b"reverify"  # private state: a role or principal changed since the last apply
-VERIFIED = ("postgres_user_found", "effective_postgres_username", "aws_principal_arn")
+# Private state: flags separated by commas.
+REVERIFY = b"reverify"  # a role or principal changed since the last apply
+ADOPT = b"adopt"  # imported while another resource managed it: the next apply takes it over
+
+
+def flags(private: bytes) -> set[bytes]:
+    return set(private.split(b",")) - {b""}
+
+
+def with_flag(private: bytes, flag: bytes, on: bool) -> bytes:
+    found = flags(private)
+    found = found | {flag} if on else found - {flag}
+    return b",".join(sorted(found))

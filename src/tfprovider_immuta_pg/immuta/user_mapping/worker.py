@@ -7,18 +7,26 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg.errors import UndefinedTable
 
 from ...framework.diagnostics import ProviderError
 from ...framework.provider import Context
 from .. import store
 from ..access import Access
 from ..errors import DatabaseMissing
-from ..ids import ConnectionId, InvalidId, MappingId, parse_import_id
+from ..ids import ConnectionId, MappingId, parse_import_id
 from ..mapping_rules import (
+    SINGLE_OWNER,
     Wanted,
+    as_written,
     aws_changed,
     blocks_as_written,
     check_aws_allowed,
+    connection_owned_elsewhere,
+    location,
+    managed_elsewhere,
+    not_registered,
+    owner_label,
     pick_role,
     require_aws_principal,
     role_taken,
@@ -26,29 +34,15 @@ from ..mapping_rules import (
     warn_missing_role,
 )
 from ..pg import Target
-from .schema import REVERIFY_MARK, MappingState
+from .schema import ADOPT, REVERIFY, MappingState, flags, with_flag
+
+RESOURCE = "immuta_user_mapping"
 
 
 class MappingWorker:
     def __init__(self, access: Access, ctx: Context) -> None:
         self.access = access
         self.ctx = ctx
-
-    def _location(self, connection_id: str) -> tuple[ConnectionId, Target]:
-        try:
-            cid = ConnectionId.parse(connection_id)
-        except InvalidId as exc:
-            raise ProviderError("Invalid connection_id", str(exc), ("connection_id",)) from None
-        return cid, Target(cid.hostname, cid.port, cid.database)
-
-    def _not_registered(self, cid: ConnectionId, target: Target) -> ProviderError:
-        return ProviderError(
-            f"Connection {cid.display_name!r} is not registered",
-            f"No connection {str(cid)!r} is registered in {target.where}. Register it with an "
-            "immuta_postgres_connection first (reference its id so Terraform orders them), "
-            "or fix connection_id.",
-            ("connection_id",),
-        )
 
     # ------------------------------------------------------------------ create / update
 
@@ -58,7 +52,7 @@ class MappingWorker:
             store.check_writes(conn, target, doing)
 
     def create(self, planned: dict[str, Any]) -> MappingState:
-        cid, target = self._location(planned["connection_id"])
+        cid, target = location(planned["connection_id"])
         user = planned["immuta_user"]
         wanted = Wanted.of(planned)
         doing = f"write the mapping of {user!r} on connection {cid.display_name!r}"
@@ -69,7 +63,7 @@ class MappingWorker:
 
         found = self.access.run(target, self.ctx, look, f"looking up {user!r}")
         if found.deployment_type is None:
-            raise self._not_registered(cid, target)
+            raise not_registered(cid, target)
         check_aws_allowed(wanted.aws_user_type, found.deployment_type, cid)
         role = pick_role(found.roles, wanted.postgres_mode, wanted.role_name(user))
         verified = require_aws_principal(self.access, wanted)
@@ -83,22 +77,42 @@ class MappingWorker:
             wanted.aws_principal,
             verified.aws_principal_arn,
             postgres_block_written=planned.get("postgres") is not None,
+            managed_by=SINGLE_OWNER,
         )
+        adopting = ADOPT in flags(self.ctx.private)
 
         def save(conn: psycopg.Connection) -> str | None:
-            if target not in self.access.current_stores:
-                store.ensure_current(conn)
-                self.access.current_stores.add(target)
-            try:
-                return store.save_mapping(conn, row)
-            except psycopg.errors.ForeignKeyViolation:
-                raise self._not_registered(cid, target) from None
+            store.ensure_current(conn, target, self.access.current_stores)
+            with store.locked(conn):
+                owners = store.owners(conn, cid.display_name, SINGLE_OWNER, [user])
+                if owners.deployment_type is None:
+                    raise not_registered(cid, target)
+                self._refuse_others(owners, user, cid, adopting)
+                try:
+                    return store.save_mapping(conn, row)
+                except psycopg.errors.ForeignKeyViolation:
+                    raise not_registered(cid, target) from None
 
         holder = self.access.run(target, self.ctx, save, f"writing the mapping of {user!r}")
         if holder is not None:
             raise role_taken(wanted.aws_principal, holder, cid)
+        self.ctx.private = with_flag(self.ctx.private, ADOPT, False)
         warn_missing_role(self.ctx, wanted, user, role, target)
         return state_from(planned, row, cid)
+
+    def _refuse_others(
+        self, owners: store.Owners, user: str, cid: ConnectionId, adopting: bool
+    ) -> None:
+        """Another resource manages the mapping, or every mapping of the connection."""
+        if adopting:
+            return  # imported on purpose: this apply takes it over
+        other = owners.foreign.get(user)
+        if other is not None:
+            raise managed_elsewhere(user, other, RESOURCE, cid, ("immuta_user",))
+        if owners.exclusive_owner is not None:
+            raise connection_owned_elsewhere(
+                owners.exclusive_owner, RESOURCE, cid, ("immuta_user",)
+            )
 
     def update(self, prior: MappingState, planned: dict[str, Any]) -> MappingState:
         return self.create(planned)  # the mapping is written whole, as on create
@@ -106,7 +120,7 @@ class MappingWorker:
     # ------------------------------------------------------------------ read / delete / import
 
     def read(self, state: MappingState) -> MappingState | None:
-        cid, target = self._location(state["connection_id"])
+        cid, target = location(state["connection_id"])
         user = state["immuta_user"]
 
         def look(conn: psycopg.Connection) -> store.MappingLookup:
@@ -119,13 +133,23 @@ class MappingWorker:
         if row.mapping is None:
             return None
         stored = row.mapping
+        if self._taken(stored):
+            self.ctx.diags.warning(
+                f"Mapping of {user!r} is managed by another resource",
+                f"On connection {cid.display_name!r} the mapping of {user!r} is now managed "
+                f"by {owner_label(stored.managed_by or '')}, so this immuta_user_mapping "
+                "no longer manages it and leaves Terraform's state. Remove the resource from "
+                "the configuration (or import the mapping back into it).",
+                ("immuta_user",),
+            )
+            return None
         wanted = stored.postgres_username if stored.postgres_mode == "username" else user
         role = pick_role(row.roles, stored.postgres_mode, wanted, strict=False)
         verified = verify_aws(self.access, stored.aws_user_type, stored.aws_principal, retry=False)
         changed = role != stored.postgres_role or aws_changed(
             stored.aws_user_type, verified, stored.aws_principal_arn
         )
-        self.ctx.private = REVERIFY_MARK if changed else b""
+        self.ctx.private = with_flag(self.ctx.private, REVERIFY, changed)
         iam = stored.aws_user_type in ("iam_role", "iam_user")
         live = replace(
             stored,
@@ -134,16 +158,38 @@ class MappingWorker:
         )
         return state_from(state, live, cid)
 
-    def delete(self, state: MappingState) -> None:
-        cid, target = self._location(state["connection_id"])
-        user = state["immuta_user"]
+    def _taken(self, stored: store.MappingRow) -> bool:
+        """Whether another resource manages the mapping now (and this one did not import it)."""
+        return stored.managed_by not in (None, SINGLE_OWNER) and ADOPT not in flags(
+            self.ctx.private
+        )
 
-        def remove(conn: psycopg.Connection) -> None:
+    def delete(self, state: MappingState) -> None:
+        cid, target = location(state["connection_id"])
+        user = state["immuta_user"]
+        adopting = ADOPT in flags(self.ctx.private)
+
+        def remove(conn: psycopg.Connection) -> str | None:
+            """Who else manages the mapping, when it was left in place."""
             self._writable(conn, target, f"remove the mapping of {user!r}")
-            store.delete_mapping(conn, cid.display_name, user)
+            if not store.ensure_current(conn, target, self.access.current_stores, create=False):
+                return None  # no store: nothing to delete
+            with suppress(UndefinedTable), store.locked(conn):  # the store dropped meanwhile
+                return store.delete_mapping(
+                    conn, cid.display_name, user, None if adopting else SINGLE_OWNER
+                )
+            return None
 
         with suppress(DatabaseMissing):  # the Immuta database is gone, the mapping with it
-            self.access.run(target, self.ctx, remove, f"removing the mapping of {user!r}")
+            other = self.access.run(target, self.ctx, remove, f"removing the mapping of {user!r}")
+            if other is not None:
+                self.ctx.diags.warning(
+                    f"Mapping of {user!r} left in place",
+                    f"On connection {cid.display_name!r} the mapping of {user!r} is managed by "
+                    f"{owner_label(other)}; it stays, and this immuta_user_mapping leaves "
+                    "Terraform's state.",
+                    ("immuta_user",),
+                )
 
     def import_state(self, import_id: str) -> MappingState:
         mid = parse_import_id(MappingId.parse, import_id)
@@ -154,21 +200,25 @@ class MappingWorker:
 
         found = self.access.run(target, self.ctx, look, f"importing {mid.immuta_user!r}")
         if found.deployment_type is None:
-            raise self._not_registered(mid.connection, target)
+            raise not_registered(mid.connection, target)
         if found.mapping is None:
             raise ProviderError(
                 "Cannot import immuta_user_mapping",
                 f"Immuta user {mid.immuta_user!r} has no mapping on connection "
                 f"{str(mid.connection)!r}. Check the user name (case matters).",
             )
-        return state_from(as_written(found.mapping), found.mapping, mid.connection)
+        # A mapping another resource manages, imported on purpose: the next apply takes it over.
+        adopt = found.mapping.managed_by not in (None, SINGLE_OWNER) or bool(found.exclusive_owner)
+        self.ctx.private = ADOPT if adopt else b""
+        written = {"connection_id": str(mid.connection), **as_written(found.mapping)}
+        return state_from(written, found.mapping, mid.connection)
 
     def deployment_type(self, connection_id: str) -> str | None:
         """For plan-time checks: the registered connection's deployment type, if known yet.
 
         A server that cannot be reached at plan time is no error here: apply checks again.
         """
-        cid, target = self._location(connection_id)
+        cid, target = location(connection_id)
 
         def look(conn: psycopg.Connection) -> str | None:
             return store.look_up_mapping(conn, cid.display_name, "").deployment_type
@@ -177,17 +227,6 @@ class MappingWorker:
             return self.access.run(target, self.ctx, look, "planning")
         except ProviderError:
             return None
-
-
-def as_written(row: store.MappingRow) -> dict[str, Any]:
-    """The configuration that wrote `row`, as far as the store recorded its spelling: with
-    or without a `postgres` block (which may say only the default mode)."""
-    postgres = (
-        {"mode": row.postgres_mode, "username": row.postgres_username}
-        if row.postgres_block_written
-        else None
-    )
-    return {"postgres": postgres}
 
 
 def state_from(written: Any, row: store.MappingRow, cid: ConnectionId) -> MappingState:
