@@ -67,7 +67,7 @@ CONNECTION_SCHEMA = Schema(
         "warning names a few and counts the rest. That costs nothing while nothing changed "
         "(a digest of each database's privileges is compared with the one taken at the last "
         "crawl); after a change, the server lists only what the user lacks. A registration "
-        "crawled by an earlier provider (state store version 2 or older) gets this check "
+        "crawled by an earlier provider (state store version 3 or older) gets this check "
         "after its next apply. A registration gone (its row, or the whole Immuta database) "
         "is removed from state, so the next plan creates it again; apply then fails clearly "
         "while the Immuta database does not exist.\n\n"
