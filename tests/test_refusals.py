@@ -308,6 +308,48 @@ def test_admin_shutdown_is_retried(
     assert retries(log, "57P01") == 1
 
 
+def test_a_mapping_set_is_deleted_after_an_admin_shutdown(
+    logged: tuple[Terraform, Path],
+    immuta: Database,
+    store_lock: Callable[[], StoreLock],
+    background: Callable[..., Background],
+) -> None:
+    """immuta_user_mappings' delete runs like every other write: ended by an administrator
+    while it waits to write, it runs again on a new connection and deletes every entry."""
+    tf, log = logged
+    users = {"alice@example.com": {}, "bob@example.com": {"postgres": {"mode": "none"}}}
+    tf.write(
+        provider_block(immuta.server)
+        + connection(immuta)
+        + resource(
+            "immuta_user_mappings",
+            "all",
+            connection_id=Raw("immuta_postgres_connection.main.id"),
+            mappings=users,
+        )
+    )
+    tf.apply()
+    with immuta.connect() as conn:
+        stored = conn.execute("SELECT immuta_user FROM immuta.user_mappings ORDER BY 1")
+        assert [r[0] for r in stored] == sorted(users)
+    lock = store_lock()
+    destroy = background(tf, "destroy", "-auto-approve", "-no-color", "-input=false")
+    first = waiting_for_the_lock(immuta)
+    with immuta.server.connect() as conn:
+        for pid in first:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_for(
+        "the provider to wait again, on a new session",
+        lambda: set(provider_backends(immuta, "advisory")) - set(first),
+    )
+    lock.release()
+    result = finished(destroy)
+    assert result.returncode == 0, result.output
+    assert "Destroy complete! Resources: 2 destroyed." in result.output
+    assert retries(log, "57P01") == 1
+    assert registered(immuta) == []
+
+
 def test_admin_shutdown_again_and_again_gives_up(
     terraform: Terraform,
     immuta: Database,

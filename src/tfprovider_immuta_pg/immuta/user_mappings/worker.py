@@ -136,13 +136,15 @@ class MappingsWorker:
         }
         removed = [user for user in before if user not in desired]
 
-        with self.access.connect(target, self.ctx) as conn:
+        def look(conn: psycopg.Connection) -> store.MappingSetView:
             if target not in self.access.current_stores:  # refused before anything is written
                 store.check_writes(conn, target, f"write the mappings of {key!r}")
             store.ensure_current(conn, target, self.access.current_stores, create=False)
-            view = store.read_mappings(
+            return store.read_mappings(
                 conn, key, [], [n for u, w in changed.items() if (n := w.role_name(u))]
             )
+
+        view = self.access.run(target, self.ctx, look, f"reading the mappings of {key!r}")
         if view.deployment_type is None:
             raise not_registered(cid, target)
         problems = Problems()
@@ -385,13 +387,12 @@ class MappingsWorker:
         private = Private.parse(self.ctx.private)
         owner = SET_OWNER_PREFIX + state["owner_id"]
         users = list(state["mappings"] or {})
-        with (
-            suppress(DatabaseMissing),  # the Immuta database is gone, the mappings with it
-            self.access.connect(target, self.ctx) as conn,
-        ):
-            if not store.ensure_current(conn, target, self.access.current_stores, create=False):
-                return  # no store: nothing to delete
+
+        def remove(conn: psycopg.Connection) -> dict[str, str]:
+            """Delete this resource's mappings; those other resources manage now are kept."""
             kept: dict[str, str] = {}
+            if not store.ensure_current(conn, target, self.access.current_stores, create=False):
+                return kept  # no store: nothing to delete
             with suppress(UndefinedTable), store.locked(conn):  # the store dropped meanwhile
                 found = store.owners(conn, cid.display_name, owner, users)
                 if not private.adopt:
@@ -403,6 +404,12 @@ class MappingsWorker:
                     found.exclusive_owner == owner or private.adopt
                 ):
                     store.set_exclusive_owner(conn, cid.display_name, None)
+            return kept
+
+        with suppress(DatabaseMissing):  # the Immuta database is gone, the mappings with it
+            kept = self.access.run(
+                target, self.ctx, remove, f"deleting the mappings of {cid.display_name!r}"
+            )
             self._warn_kept(kept, cid)
 
     def import_state(self, import_id: str) -> MappingsState:
