@@ -134,6 +134,20 @@ class StoreLock:
             self.conn.close()
 
 
+def end_the_waiting_session_once(db: Database, lock: StoreLock) -> None:
+    """pg_terminate_backend on the provider's session waiting for `lock`; once the provider
+    waits again on a new session, release the lock."""
+    first = waiting_for_the_lock(db)
+    with db.server.connect() as conn:
+        for pid in first:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_for(
+        "the provider to wait again, on a new session",
+        lambda: set(provider_backends(db, "advisory")) - set(first),
+    )
+    lock.release()
+
+
 @pytest.fixture
 def store_lock(immuta: Database) -> Iterator[Callable[[], StoreLock]]:
     held: list[StoreLock] = []
@@ -293,15 +307,7 @@ def test_admin_shutdown_is_retried(
     write(tf, immuta)
     lock = store_lock()
     apply = background(tf, "apply", "-auto-approve", "-no-color", "-input=false")
-    first = waiting_for_the_lock(immuta)
-    with immuta.server.connect() as conn:
-        for pid in first:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    wait_for(
-        "the provider to wait again, on a new session",
-        lambda: set(provider_backends(immuta, "advisory")) - set(first),
-    )
-    lock.release()
+    end_the_waiting_session_once(immuta, lock)
     result = finished(apply)
     assert result.returncode == 0, result.output
     assert registered(immuta) == [("Production", "self_managed")]
@@ -334,15 +340,7 @@ def test_a_mapping_set_is_deleted_after_an_admin_shutdown(
         assert [r[0] for r in stored] == sorted(users)
     lock = store_lock()
     destroy = background(tf, "destroy", "-auto-approve", "-no-color", "-input=false")
-    first = waiting_for_the_lock(immuta)
-    with immuta.server.connect() as conn:
-        for pid in first:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    wait_for(
-        "the provider to wait again, on a new session",
-        lambda: set(provider_backends(immuta, "advisory")) - set(first),
-    )
-    lock.release()
+    end_the_waiting_session_once(immuta, lock)
     result = finished(destroy)
     assert result.returncode == 0, result.output
     assert "Destroy complete! Resources: 2 destroyed." in result.output
