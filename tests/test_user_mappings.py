@@ -674,6 +674,58 @@ def test_aws_principals_in_bulk(
 
 
 @pytest.mark.pg17_only
+def test_an_exclusive_apply_gives_a_role_from_an_outside_mapping_to_its_new_user(
+    terraform: Terraform, immuta_db: Database, moto_server: MotoServer
+) -> None:
+    """One Immuta user per IAM role: an exclusive apply that deletes a mapping made outside
+    Terraform and gives its role to a listed user does both in its one transaction, also
+    when no refresh told it of that mapping (-refresh=false)."""
+    role = unique("analysts-")
+    arn = make_role(moto_server.client("iam"), role)
+    provider = aws_provider(immuta_db, moto_server) + connection_hcl(immuta_db, "rds")
+    terraform.write(provider + mappings_block({"alice": {}}, exclusive=True))
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        conn.execute(
+            "INSERT INTO immuta.user_mappings (connection_key, immuta_user, postgres_mode, "
+            "aws_user_type, aws_principal, aws_principal_arn) "
+            "VALUES ('Warehouse', 'outsider', 'unset', 'iam_role', %s, %s)",
+            (role, arn),
+        )
+    terraform.write(
+        provider
+        + mappings_block(
+            {"alice": {}, "carol": {"aws": {"user_type": "iam_role", "principal": role}}},
+            exclusive=True,
+        )
+    )
+    terraform.apply("-refresh=false")
+    stored = rows(immuta_db)
+    assert sorted(stored) == ["alice", "carol"]
+    assert stored["carol"]["aws_principal_arn"] == arn
+    assert state_of(terraform)["mappings"]["carol"]["aws_principal_arn"] == arn
+    terraform.plan_is_empty()
+    terraform.destroyed()
+
+
+def test_a_mapping_whose_manager_was_cleared_outside_terraform_stays_in_the_set(
+    terraform: Terraform, immuta_db: Database
+) -> None:
+    """A null managed_by is a mapping nobody manages, not one of immuta_user_mapping's: the
+    set keeps the entry (no warning, no planned create) and its next write claims it back."""
+    provider = provider_block(immuta_db.server) + connection_hcl(immuta_db)
+    terraform.write(provider + mappings_block({"alice": {}, "bob": {}}))
+    terraform.apply()
+    with immuta_db.connect() as conn:
+        conn.execute("UPDATE immuta.user_mappings SET managed_by = NULL WHERE immuta_user = 'bob'")
+    result = terraform.plan_is_empty("an unmanaged row of a listed user reads as the set's")
+    assert "managed by" not in result.text
+    terraform.write(provider + mappings_block({"alice": {}, "bob": {"postgres": {"mode": "none"}}}))
+    terraform.apply()
+    assert rows(immuta_db)["bob"]["managed_by"] == rows(immuta_db)["alice"]["managed_by"]
+    terraform.destroyed()
+
+
 def test_store_upgrades_from_the_previous_version(
     terraform: Terraform, immuta_db: Database, pg_server: PostgresServer
 ) -> None:

@@ -587,7 +587,12 @@ _row_values = attrgetter(*_COLUMN_NAMES)  # a MappingRow as the tuple of its col
 # before version 3 no configuration's `postgres` block was recorded; before version 5 every
 # mapping was immuta_user_mapping's and no connection had an exclusive owner.
 _BLOCK_WRITTEN = "coalesce((to_jsonb(m) ->> 'postgres_block_written')::boolean, false)"
-_MANAGED_BY = f"coalesce(to_jsonb(m) ->> 'managed_by', '{SINGLE_OWNER}')"
+# Before store version 5 (no such column) only immuta_user_mapping wrote mappings; since, a
+# null manager is a mapping made outside Terraform.
+_MANAGED_BY = (
+    f"CASE WHEN to_jsonb(m) ? 'managed_by' THEN to_jsonb(m) ->> 'managed_by' "
+    f"ELSE '{SINGLE_OWNER}' END"
+)
 _MAPPINGS_OWNER = "to_jsonb(c) ->> 'mappings_owner'"
 _READ_COLUMNS = ", ".join([*("m." + c for c in _COLUMN_NAMES[:-2]), _BLOCK_WRITTEN, _MANAGED_BY])
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.errors import UndefinedColumn, UndefinedTable
 
 from ...framework.diagnostics import ProviderError
-from ...framework.provider import Context
+from ...framework.provider import Cancelled, Context
 from ...framework.values import UNKNOWN
 from .. import store
 from ..access import Access
@@ -81,6 +81,8 @@ class MappingsWorker:
                 found = store.owners(
                     conn, cid.display_name, owner, new, every_user=claims_all is not None
                 )
+        except Cancelled:
+            raise
         except (ProviderError, UndefinedTable, UndefinedColumn):  # no store, or an older one
             return
         if found.deployment_type is None:
@@ -210,6 +212,8 @@ class MappingsWorker:
                     principal = desired[user]["aws"]["principal"]
                     problems.add_error(role_taken(principal, holder, cid, entry_path(user)))
                 problems.raise_any(self.ctx.diags)
+                if exclusive:  # first: a role that an outside mapping held goes to its new user
+                    store.delete_mappings_except(conn, key, list(desired))
                 store.replace_mappings(
                     conn,
                     key,
@@ -218,8 +222,6 @@ class MappingsWorker:
                     desired if private.adopt else (),
                     owner,
                 )
-                if exclusive:
-                    store.delete_mappings_except(conn, key, list(desired))
                 if exclusive and found.exclusive_owner != owner:
                     store.set_exclusive_owner(conn, key, owner)
                 elif (
