@@ -497,15 +497,16 @@ def sync_data_objects(
 
 
 def fingerprints(conn: psycopg.Connection, key: str) -> dict[str, Fingerprint]:
-    if schema_version(conn) < 2:  # written before fingerprints were kept
+    try:
+        rows = conn.execute(
+            _q(
+                "SELECT database_name, fingerprint, to_jsonb(d) ->> 'acl_fingerprint' "
+                "FROM {s}.crawled_databases d WHERE connection_key = %s"
+            ),
+            (key,),
+        ).fetchall()
+    except UndefinedTable:  # a store written before fingerprints were kept (version 1)
         return {}
-    rows = conn.execute(
-        _q(
-            "SELECT database_name, fingerprint, to_jsonb(d) ->> 'acl_fingerprint' "
-            "FROM {s}.crawled_databases d WHERE connection_key = %s"
-        ),
-        (key,),
-    ).fetchall()
     return {database: Fingerprint(catalog, acl) for database, catalog, acl in rows}
 
 
