@@ -14,7 +14,7 @@ from contextlib import suppress
 from typing import Any
 
 import psycopg
-from psycopg.errors import UndefinedColumn, UndefinedTable
+from psycopg.errors import UndefinedTable
 
 from ...framework.diagnostics import ProviderError
 from ...framework.provider import Cancelled, Context
@@ -83,7 +83,7 @@ class MappingsWorker:
                 )
         except Cancelled:
             raise
-        except (ProviderError, UndefinedTable, UndefinedColumn):  # no store, or an older one
+        except ProviderError:  # no store, or an older one (the pool's error classes)
             return
         if found.deployment_type is None:
             return  # not registered yet (or any more): apply says so
